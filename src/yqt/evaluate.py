@@ -1,0 +1,209 @@
+"""COCO mAP of an ONNX detector on a fixed, deterministic image subset, scored with pycocotools.
+
+The contract: Ultralytics-predict letterbox, detections with score > conf (at most 300 per image),
+boxes mapped back to original pixels, classes mapped 80→91, and ``COCOeval`` (bbox) restricted to
+exactly the chosen ids. Decoding runs in a small thread pool ahead of ``session.run``, so eval time
+is the model's time. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yqt.data import (
+    COCO80_TO_91,
+    PreparedImage,
+    ids_sha256,
+    load_coco,
+    prefetch_images,
+    read_ids_list,
+    resolve_coco_paths,
+    select_image_ids,
+    unletterbox_xyxy,
+)
+from yqt.errors import YqtError
+from yqt.records import CocoMetrics, EvalConfig, EvalResult, EvalTiming, LatencyStats
+from yqt.runs import Run, atomic_write_json, maybe_step, now_iso, package_versions, record_artifact, sha256_file
+from yqt.runtime import input_spec, open_session, require_contract
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+
+
+def validate_eval_config(cfg: EvalConfig) -> None:
+    if not Path(cfg.onnx).is_file():
+        raise YqtError(f"ONNX model not found: {cfg.onnx}", "pass the path of an .onnx file, e.g. runs/<id>/onnx/*.onnx")
+    if not 0.0 <= cfg.conf < 1.0:
+        raise YqtError(f"--conf must be in [0, 1), got {cfg.conf}", "use the COCO default --conf 0.001")
+    if not 1 <= cfg.max_det <= 300:
+        raise YqtError(f"--max-det must be in 1..300, got {cfg.max_det}", "use --max-det 300")
+    if cfg.max_images is not None and cfg.image_ids_list is not None:
+        raise YqtError("--max-images and --image-ids-list are exclusive", "pass one of them")
+
+
+def detections_for_image(out: np.ndarray, prepared: PreparedImage, conf: float, max_det: int) -> list[dict[str, Any]]:
+    """One image's ``[300,6]`` output → COCO result dicts in original-image pixels."""
+    keep = out[out[:, 4] > conf][:max_det]
+    if not len(keep):
+        return []
+    boxes = unletterbox_xyxy(keep[:, :4], prepared.letterbox)
+    results = []
+    for (x1, y1, x2, y2), score, cls in zip(boxes.tolist(), keep[:, 4].tolist(), keep[:, 5].tolist()):
+        c = int(round(cls))
+        if not 0 <= c < len(COCO80_TO_91):
+            continue  # a non-COCO class index cannot be scored against COCO categories
+        results.append(
+            {
+                "image_id": prepared.image_id,
+                "category_id": COCO80_TO_91[c],
+                "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+                "score": round(float(score), 5),
+            }
+        )
+    return results
+
+
+def run_cocoeval(coco: Any, detections: Sequence[dict[str, Any]], image_ids: Sequence[int]) -> tuple[Any, str]:
+    """COCOeval bbox over exactly ``image_ids``. Returns the evaluator (with ``stats``) and its text."""
+    from pycocotools.cocoeval import COCOeval
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        dt = coco.loadRes(list(detections)) if detections else _empty_results(coco)
+        evaluator = COCOeval(coco, dt, "bbox")
+        evaluator.params.imgIds = sorted(image_ids)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator, buffer.getvalue()
+
+
+def _empty_results(coco: Any) -> Any:
+    # loadRes() cannot take an empty list; an empty result set must still score (as zero).
+    from pycocotools.coco import COCO
+
+    empty = COCO()
+    empty.dataset = {"images": list(coco.dataset["images"]), "categories": list(coco.dataset["categories"]), "annotations": []}
+    empty.createIndex()
+    return empty
+
+
+def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | None = None) -> EvalResult:
+    """Score ``cfg.onnx`` on the chosen COCO subset. With a run, writes ``<name>-coco/`` into it."""
+    t_start = time.perf_counter()
+    validate_eval_config(cfg)
+    paths = resolve_coco_paths(cfg.coco_root, cfg.images_dir, cfg.annotations)
+    ids_list = read_ids_list(cfg.image_ids_list) if cfg.image_ids_list else None
+    coco = load_coco(paths.annotations)
+    selection = select_image_ids(coco.getImgIds(), cfg.max_images, ids_list)
+    items = _image_items(coco, selection.ids, paths.images_dir)
+    session, providers = open_session(Path(cfg.onnx), cfg.providers)
+    require_contract(session, Path(cfg.onnx))
+    input_name, imgsz, dtype = input_spec(session)
+    name = cfg.name or Path(cfg.onnx).stem
+    for warning in selection.warnings:
+        log.warning(warning)
+
+    with maybe_step(run, f"eval-{name}", cfg) as step:
+        session.run(None, {input_name: np.zeros((1, 3, imgsz, imgsz), dtype=dtype)})  # warm-up, untimed
+        detections, run_times, loop_s = _infer(session, input_name, items, imgsz, dtype, cfg, progress)
+        t_coco = time.perf_counter()
+        evaluator, summary_text = run_cocoeval(coco, detections, selection.ids)
+        cocoeval_s = time.perf_counter() - t_coco
+        log.info("COCOeval summary:\n%s", summary_text)
+        result = EvalResult(
+            name=name,
+            metrics=CocoMetrics.from_stats(evaluator.stats),
+            num_images=len(selection.ids),
+            image_ids=selection.ids,
+            image_ids_sha256=ids_sha256(selection.ids),
+            num_detections=len(detections),
+            onnx_path=Path(cfg.onnx).resolve(),
+            onnx_sha256=sha256_file(Path(cfg.onnx)),
+            onnx_size_bytes=Path(cfg.onnx).stat().st_size,
+            model=dict(session.get_modelmeta().custom_metadata_map),
+            providers_requested=providers.requested,
+            providers_used=providers.used,
+            provider_notes=providers.notes,
+            imgsz=imgsz,
+            conf=cfg.conf,
+            max_det=cfg.max_det,
+            latency=LatencyStats.from_seconds(run_times),
+            timing=EvalTiming(
+                total_s=time.perf_counter() - t_start,
+                inference_wall_s=loop_s,
+                session_run_s=float(sum(run_times)),
+                cocoeval_s=cocoeval_s,
+            ),
+            annotations_path=paths.annotations.resolve(),
+            annotations_sha256=sha256_file(paths.annotations),
+            images_dir=paths.images_dir.resolve(),
+            versions=package_versions(),
+            config=cfg,
+            created=now_iso(),
+            warnings=selection.warnings,
+            run_id=run.run_id if run is not None else None,
+        )
+        if run is not None:
+            result = _write_eval_files(run, result, detections)
+            for path, kind in ((result.detections_path, "detections"), (result.metrics_path, "metrics")):
+                record_artifact(run, step, path, kind)
+            if step is not None:
+                step.summary.update(mAP_50_95=result.metrics.mAP_50_95, mAP_50=result.metrics.mAP_50,
+                                    num_images=result.num_images, providers_used=result.providers_used)
+        return result
+
+
+def _image_items(coco: Any, ids: Sequence[int], images_dir: Path) -> list[tuple[int, Path]]:
+    items = [(i, images_dir / coco.imgs[i]["file_name"]) for i in ids]
+    missing = [p for _, p in items if not p.is_file()]
+    if missing:
+        raise YqtError(
+            f"{len(missing)} image file(s) missing from {images_dir}, e.g. {missing[0].name}",
+            "check --images-dir, or leave those ids out with --image-ids-list",
+        )
+    return items
+
+
+def _infer(
+    session: Any,
+    input_name: str,
+    items: Sequence[tuple[int, Path]],
+    imgsz: int,
+    dtype: Any,
+    cfg: EvalConfig,
+    progress: ProgressFn | None,
+) -> tuple[list[dict[str, Any]], list[float], float]:
+    detections: list[dict[str, Any]] = []
+    run_times: list[float] = []
+    t_loop = time.perf_counter()
+    for done, prepared in enumerate(prefetch_images(items, imgsz, dtype, workers=cfg.workers), 1):
+        t0 = time.perf_counter()
+        out = session.run(None, {input_name: prepared.tensor})[0]
+        run_times.append(time.perf_counter() - t0)
+        detections.extend(detections_for_image(np.asarray(out[0], dtype=np.float32), prepared, cfg.conf, cfg.max_det))
+        if progress is not None:
+            progress(done, len(items))
+    return detections, run_times, time.perf_counter() - t_loop
+
+
+def _write_eval_files(run: Run, result: EvalResult, detections: list[dict[str, Any]]) -> EvalResult:
+    """detections.json and image_ids.json first, metrics.json last: its presence means complete."""
+    folder = run.eval_dir(result.name)
+    det_path = atomic_write_json(folder / "detections.json", detections)
+    ids_path = atomic_write_json(folder / "image_ids.json", {"image_ids": result.image_ids, "sha256": result.image_ids_sha256})
+    metrics_path = folder / "metrics.json"
+    result = replace(result, detections_path=det_path.resolve(), metrics_path=metrics_path.resolve())
+    atomic_write_json(metrics_path, result)
+    log.info("wrote %s", metrics_path)
+    return result

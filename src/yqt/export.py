@@ -1,0 +1,288 @@
+"""Float baseline ONNX export, and the export device choice shared with quantized exports.
+
+The device choice: ``auto`` tries CUDA FP16 first and falls back to CPU FP32 when CUDA is missing,
+the export raises, or the exported file does not reproduce PyTorch. Every candidate and what
+happened to it is kept in a :class:`DeviceChoice`, shown as a table and written to the manifest.
+A file is published under ``onnx/`` only after it has been verified.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yqt import __version__
+from yqt.data import default_smoke_image, letterbox, read_image
+from yqt.errors import YqtError
+from yqt.models import LoadedDetector, load_detector
+from yqt.records import (
+    DeviceAttempt,
+    DeviceChoice,
+    ExportConfig,
+    ExportDevice,
+    ExportResult,
+    ExportVerification,
+)
+from yqt.runs import Run, atomic_path, file_artifact, maybe_step, record_artifact
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "output0"
+CONFIDENT_SCORE = 0.25
+# Largest tolerated |ORT - PyTorch| on confident rows, in letterboxed pixels / score units.
+TOLERANCE = {"fp32": 1e-2, "fp16": 1.0}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    device: str
+    precision: str
+    skip_reason: str | None = None
+
+
+ExportFn = Callable[[Any, Any, Path], None]
+
+
+def _cuda_for_torch() -> tuple[bool, str]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return False, "torch.cuda.is_available() is False"
+    return True, f"CUDA device {torch.cuda.get_device_name(0)}"
+
+
+def plan_devices(device: ExportDevice, half: bool | None) -> list[Candidate]:
+    """The ordered candidates for ``--device``/``--half``. Explicit requests that cannot run are errors."""
+    device = ExportDevice(device)
+    if device is ExportDevice.CPU:
+        if half:
+            raise YqtError("FP16 export needs CUDA", "drop --half, or use --device cuda or --device auto")
+        return [Candidate("cpu", "fp32")]
+    cuda_ok, cuda_reason = _cuda_for_torch()
+    cuda_precision = "fp32" if half is False else "fp16"
+    if device is ExportDevice.CUDA:
+        if not cuda_ok:
+            raise YqtError(f"--device cuda but CUDA is not usable: {cuda_reason}", "use --device auto or --device cpu")
+        return [Candidate("cuda", cuda_precision)]
+    # auto
+    if half and not cuda_ok:
+        raise YqtError(f"--half needs CUDA, which is not usable: {cuda_reason}", "drop --half to export FP32 on CPU")
+    cuda = Candidate("cuda", cuda_precision, None if cuda_ok else cuda_reason)
+    cpu = Candidate("cpu", "fp32")
+    return [cuda] if half else [cuda, cpu]
+
+
+def short_reason(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def torch_onnx_export(module: Any, example: Any, path: Path, opset: int = 17) -> None:
+    """TorchScript-path export: one fixed-shape input ``images`` and one output ``output0``."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def embed_metadata(path: Path, props: dict[str, str]) -> None:
+    """Write ``yqt.*`` metadata into the ONNX file, so any later step can trace it to its source."""
+    import onnx
+
+    model = onnx.load(str(path))
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in props.items():
+        if key in existing:
+            existing[key].value = value
+        else:
+            model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def model_metadata(detector: LoadedDetector, mode: str, precision: str) -> dict[str, str]:
+    info = detector.info
+    return {
+        "yqt.version": __version__,
+        "yqt.mode": mode,
+        "yqt.precision": precision,
+        "yqt.weights": info.source,
+        "yqt.weights_sha256": info.sha256 or "",
+        "yqt.arch": info.arch,
+        "yqt.pretrained": str(info.pretrained).lower(),
+        "yqt.imgsz": str(info.imgsz),
+        "yqt.names": json.dumps(list(detector.names)),
+    }
+
+
+def _on_device(module: Any, cand: Candidate) -> Any:
+    if cand.device == "cpu" and cand.precision == "fp32":
+        return module
+    moved = copy.deepcopy(module).to(cand.device)
+    return moved.half() if cand.precision == "fp16" else moved
+
+
+def verify_against_torch(module: Any, onnx_path: Path, image: Path, imgsz: int, cand: Candidate) -> ExportVerification:
+    """Run the same letterboxed real image through PyTorch and ORT and compare the outputs.
+
+    The low-score tail of the top-300 may reorder between backends, so the pass/fail bound is on
+    the confident rows (score >= 0.25); the full-tensor difference is recorded too.
+    """
+    import torch
+
+    from yqt.runtime import open_session
+
+    dtype = np.float16 if cand.precision == "fp16" else np.float32
+    x, _ = letterbox(read_image(image), imgsz, dtype)
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x).to(cand.device)).float().cpu().numpy()
+    providers = ("cuda",) if cand.device == "cuda" else ("cpu",)
+    session, report = open_session(onnx_path, providers)
+    got = np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0], dtype=np.float32)
+    if got.shape != ref.shape:
+        raise RuntimeError(f"ONNX output shape {got.shape} differs from PyTorch {ref.shape}")
+    confident = ref[0, :, 4] >= CONFIDENT_SCORE
+    diff = np.abs(got - ref)
+    conf_diff = float(diff[0, confident].max()) if confident.any() else 0.0
+    tol = TOLERANCE[cand.precision]
+    return ExportVerification(
+        image=image,
+        provider=report.used[0],
+        max_abs_diff=float(diff.max()),
+        max_abs_diff_confident=conf_diff,
+        tolerance=tol,
+        confident_rows=int(confident.sum()),
+        ok=conf_diff <= tol,
+    )
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    tmp_path: Path
+    choice: DeviceChoice
+    verification: ExportVerification
+    module: Any
+
+
+def export_with_fallback(
+    module: Any,
+    imgsz: int,
+    candidates: list[Candidate],
+    export_fn: ExportFn,
+    verify_image: Path,
+    workdir: Path,
+    requested: tuple[ExportDevice, bool | None],
+    extra_check: Callable[[Path, Candidate], None] | None = None,
+) -> ExportOutcome:
+    """Try each candidate in order; the first that exports and verifies is chosen."""
+    import torch
+
+    attempts: list[DeviceAttempt] = []
+    for cand in candidates:
+        if cand.skip_reason:
+            attempts.append(DeviceAttempt(cand.device, cand.precision, "skipped", cand.skip_reason))
+            continue
+        path = workdir / f"{cand.device}-{cand.precision}.onnx"
+        try:
+            moved = _on_device(module, cand)
+            dtype = torch.float16 if cand.precision == "fp16" else torch.float32
+            example = torch.zeros(1, 3, imgsz, imgsz, device=cand.device, dtype=dtype)
+            export_fn(moved, example, path)
+            if extra_check is not None:
+                extra_check(path, cand)
+            verification = verify_against_torch(moved, path, verify_image, imgsz, cand)
+            if not verification.ok:
+                raise RuntimeError(
+                    f"ONNX output differs from PyTorch by {verification.max_abs_diff_confident:.4g} "
+                    f"(tolerance {verification.tolerance:g})"
+                )
+        except YqtError:
+            raise
+        except Exception as exc:
+            log.warning("export on %s %s failed: %s", cand.device, cand.precision, exc)
+            attempts.append(DeviceAttempt(cand.device, cand.precision, "failed", short_reason(exc)))
+            continue
+        attempts.append(DeviceAttempt(cand.device, cand.precision, "chosen", "exported and verified"))
+        choice = DeviceChoice(
+            requested_device=ExportDevice(requested[0]).value,
+            requested_half=requested[1],
+            attempts=tuple(attempts),
+            device=cand.device,
+            precision=cand.precision,
+        )
+        return ExportOutcome(tmp_path=path, choice=choice, verification=verification, module=moved)
+    summary = "; ".join(f"{a.device} {a.precision}: {a.reason}" for a in attempts)
+    raise YqtError(f"export failed on every device ({summary})", "see the step log in the run's logs/ folder")
+
+
+def publish(tmp: Path, target: Path) -> Path:
+    """Copy a verified temp file into place atomically."""
+    with atomic_path(target) as staged:
+        shutil.copyfile(tmp, staged)
+    return target
+
+
+def export_baseline(cfg: ExportConfig, run: Run | None = None) -> ExportResult:
+    """Export the float baseline ONNX (``<stem>-baseline-<precision>.onnx``) and verify it."""
+    candidates = plan_devices(cfg.device, cfg.half)
+    image = cfg.verify_image or default_smoke_image()
+    read_image(image)  # fail now, not after a minute of export work
+    detector = load_detector(cfg.weights, cfg.imgsz)
+    out_dir = run.onnx_dir if run is not None else Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="yqt-export-") as work, maybe_step(run, "export", cfg) as step:
+        outcome = export_with_fallback(
+            detector.module,
+            cfg.imgsz,
+            candidates,
+            lambda m, x, p: torch_onnx_export(m, x, p, cfg.opset),
+            image,
+            Path(work),
+            (cfg.device, cfg.half),
+        )
+        embed_metadata(outcome.tmp_path, model_metadata(detector, "baseline", outcome.choice.precision))
+        target = publish(outcome.tmp_path, out_dir / f"{detector.stem}-baseline-{outcome.choice.precision}.onnx")
+        result = ExportResult(
+            model=detector.info,
+            onnx=file_artifact(target),
+            device_choice=outcome.choice,
+            verification=outcome.verification,
+            contract=detector.contract,
+        )
+        record_artifact(run, step, target, "onnx")
+        if step is not None:
+            step.summary.update(
+                device=outcome.choice.device,
+                precision=outcome.choice.precision,
+                device_attempts=[f"{a.device} {a.precision}: {a.outcome} ({a.reason})" for a in outcome.choice.attempts],
+                max_abs_diff=outcome.verification.max_abs_diff,
+            )
+        log.info("exported %s (%s %s)", target, outcome.choice.device, outcome.choice.precision)
+        return result

@@ -1,0 +1,302 @@
+"""Typed records that flow between stages: ``*Config`` in, ``*Result`` out.
+
+Records hold plain values only (str, numbers, bool, Path, tuples, nested records), so one helper,
+:func:`to_jsonable`, turns any of them into the JSON written to the run root and printed by
+``--json``. The two can therefore never drift apart. This module imports neither torch nor rich.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert a record (or any nesting of records, paths, tuples and dicts) to JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN; pycocotools reports -1 for undefined stats, never NaN
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    return value
+
+
+# --------------------------------------------------------------------------------------------- common
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of repeated ``session.run`` calls, in milliseconds."""
+
+    n: int
+    mean_ms: float
+    median_ms: float
+    p90_ms: float
+    min_ms: float
+    max_ms: float
+
+    @classmethod
+    def from_seconds(cls, samples: Sequence[float]) -> LatencyStats:
+        if not samples:
+            raise ValueError("latency needs at least one sample")
+        ms = sorted(s * 1000.0 for s in samples)
+        # Nearest-rank p90: a value that was actually measured, not an interpolation.
+        p90 = ms[max(0, math.ceil(0.9 * len(ms)) - 1)]
+        return cls(
+            n=len(ms),
+            mean_ms=statistics.fmean(ms),
+            median_ms=statistics.median(ms),
+            p90_ms=p90,
+            min_ms=ms[0],
+            max_ms=ms[-1],
+        )
+
+
+@dataclass(frozen=True)
+class FileArtifact:
+    """A file the run produced, identified by content."""
+
+    path: Path
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Where a PyTorch model came from and what it is."""
+
+    source: str
+    sha256: str | None
+    arch: str
+    pretrained: bool
+    num_classes: int
+    class_names_fixed: bool
+    parameters: int
+    imgsz: int
+
+
+@dataclass(frozen=True)
+class ContractCheck:
+    """The detector output contract: ``[B,300,6]`` = x1,y1,x2,y2,score,class in letterboxed pixels."""
+
+    ok: bool
+    output_shape: tuple[Any, ...]
+    detail: str
+
+
+# --------------------------------------------------------------------------------------------- export
+
+
+class ExportDevice(str, enum.Enum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+@dataclass(frozen=True)
+class DeviceAttempt:
+    """One candidate of the export device choice and what happened to it."""
+
+    device: str
+    precision: str
+    outcome: str  # "chosen" | "failed" | "skipped"
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    requested_device: str
+    requested_half: bool | None
+    attempts: tuple[DeviceAttempt, ...]
+    device: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    weights: str | None = None
+    imgsz: int = 640
+    device: ExportDevice = ExportDevice.AUTO
+    half: bool | None = None  # None: FP16 on CUDA, FP32 on CPU
+    opset: int = 17
+    verify_image: Path | None = None
+
+
+@dataclass(frozen=True)
+class ExportVerification:
+    """ONNX Runtime output of the exported file against the PyTorch output, same input."""
+
+    image: Path
+    provider: str
+    max_abs_diff: float
+    max_abs_diff_confident: float
+    tolerance: float
+    confident_rows: int
+    ok: bool
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    model: ModelInfo
+    onnx: FileArtifact
+    device_choice: DeviceChoice
+    verification: ExportVerification
+    contract: ContractCheck
+
+
+# --------------------------------------------------------------------------------------------- runtime
+
+
+@dataclass(frozen=True)
+class ProviderReport:
+    """Which execution providers were asked for, which were tried and which actually ran."""
+
+    requested: tuple[str, ...]
+    attempted: tuple[str, ...]
+    used: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def cuda_used(self) -> bool:
+        return "CUDAExecutionProvider" in self.used
+
+    @property
+    def fell_back(self) -> bool:
+        return bool(self.requested) and self.used[:1] != self.requested[:1]
+
+
+@dataclass(frozen=True)
+class SmokeConfig:
+    onnx: Path
+    image: Path | None = None
+    providers: tuple[str, ...] = ("cuda", "cpu")
+    runs: int = 10
+    conf: float = 0.25
+    require_cuda: bool = False
+
+
+@dataclass(frozen=True)
+class Detection:
+    box_xyxy: tuple[float, float, float, float]
+    score: float
+    class_id: int
+    class_name: str
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    onnx: FileArtifact
+    image: Path
+    imgsz: int
+    providers: ProviderReport
+    contract: ContractCheck
+    conf: float
+    num_detections: int
+    top_detections: tuple[Detection, ...]
+    latency: LatencyStats
+    require_cuda: bool
+    passed: bool
+    failure: str | None = None
+
+
+# --------------------------------------------------------------------------------------------- eval
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    onnx: Path
+    coco_root: Path | None = None
+    images_dir: Path | None = None
+    annotations: Path | None = None
+    max_images: int | None = None
+    image_ids_list: Path | None = None
+    conf: float = 0.001
+    max_det: int = 300
+    providers: tuple[str, ...] = ("cuda", "cpu")
+    name: str | None = None
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class CocoMetrics:
+    """The 12 COCOeval bbox stats, in pycocotools' order, under explicit names."""
+
+    mAP_50_95: float
+    mAP_50: float
+    mAP_75: float
+    mAP_small: float
+    mAP_medium: float
+    mAP_large: float
+    AR_1: float
+    AR_10: float
+    AR_100: float
+    AR_small: float
+    AR_medium: float
+    AR_large: float
+
+    @classmethod
+    def from_stats(cls, stats: Sequence[float]) -> CocoMetrics:
+        names = [f.name for f in dataclasses.fields(cls)]
+        if len(stats) != len(names):
+            raise ValueError(f"expected {len(names)} COCO stats, got {len(stats)}")
+        return cls(**{n: float(v) for n, v in zip(names, stats)})
+
+
+@dataclass(frozen=True)
+class EvalTiming:
+    """Where eval time went, in seconds. ``inference_wall_s / session_run_s`` shows the overhead."""
+
+    total_s: float
+    inference_wall_s: float
+    session_run_s: float
+    cocoeval_s: float
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """The metrics document: every number with what produced it."""
+
+    name: str
+    metrics: CocoMetrics
+    num_images: int
+    image_ids: tuple[int, ...]
+    image_ids_sha256: str
+    num_detections: int
+    onnx_path: Path
+    onnx_sha256: str
+    onnx_size_bytes: int
+    model: Mapping[str, str]
+    providers_requested: tuple[str, ...]
+    providers_used: tuple[str, ...]
+    provider_notes: tuple[str, ...]
+    imgsz: int
+    conf: float
+    max_det: int
+    latency: LatencyStats
+    timing: EvalTiming
+    annotations_path: Path
+    annotations_sha256: str
+    images_dir: Path
+    versions: Mapping[str, str]
+    config: EvalConfig
+    created: str
+    warnings: tuple[str, ...] = ()
+    detections_path: Path | None = None
+    metrics_path: Path | None = None
+    run_id: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)

@@ -1,0 +1,321 @@
+"""The run-root manager shared by every command.
+
+A run folder holds everything about one experiment::
+
+    runs/<id>/
+      run.json              manifest: every step, its config, times, status and artifacts
+      onnx/                 exported models
+      logs/<step>.log       what each step logged
+      configs/<step>.json   the full config of each step
+      <name>-coco/          one folder per evaluation (metrics.json, detections.json, image_ids.json)
+
+Every file is written atomically (temp name in the same folder, fsync, rename), so an interrupted
+command never leaves a file that looks complete. Nothing is created on disk until the first step
+starts, so bad input rejected up front leaves no empty run behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from yqt.errors import YqtError
+from yqt.records import FileArtifact, to_jsonable
+
+MANIFEST_NAME = "run.json"
+RUN_ID_FORMAT = "%Y-%m-%d_%H-%M-%S"
+RUNS_DIR_ENV = "YQT_RUNS_DIR"
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+log = logging.getLogger(__name__)
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_artifact(path: Path) -> FileArtifact:
+    path = Path(path)
+    return FileArtifact(path=path, sha256=sha256_file(path), size_bytes=path.stat().st_size)
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``target``; rename it onto ``target`` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(target: Path, data: bytes) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    return Path(target)
+
+
+def atomic_write_text(target: Path, text: str) -> Path:
+    return atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def atomic_write_json(target: Path, obj: Any) -> Path:
+    return atomic_write_text(target, json.dumps(to_jsonable(obj), indent=2) + "\n")
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Read a JSON file the user pointed at, turning every failure into a one-line error."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise YqtError(f"{what} not found: {path}", "check the path") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise YqtError(f"{what} is not valid JSON: {path} ({exc})", "re-create it; it may be truncated") from None
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get(RUNS_DIR_ENV) or "runs")
+
+
+def new_run_id(runs_dir: Path) -> str:
+    base = _dt.datetime.now().strftime(RUN_ID_FORMAT)
+    candidate, n = base, 1
+    while (runs_dir / candidate).exists():
+        candidate, n = f"{base}-{n}", n + 1
+    return candidate
+
+
+@dataclass
+class StepHandle:
+    """What a running step may add to the manifest."""
+
+    name: str
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def add_artifact(self, path: Path, kind: str, root: Path) -> None:
+        art = file_artifact(path)
+        self.artifacts.append(
+            {"kind": kind, "path": _relative(art.path, root), "sha256": art.sha256, "size_bytes": art.size_bytes}
+        )
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+class Run:
+    """One run folder. Create with :meth:`open`; nothing touches the disk until a step starts."""
+
+    def __init__(self, root: Path, run_id: str) -> None:
+        self.root = Path(root)
+        self.run_id = run_id
+
+    # ----------------------------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, runs_dir: Path | None = None, run_id: str | None = None) -> Run:
+        """Attach to run ``run_id`` under ``runs_dir`` (created on first use), or plan a new one."""
+        runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+        if runs_dir.exists() and not runs_dir.is_dir():
+            raise YqtError(f"runs dir is not a folder: {runs_dir}", "pass --runs-dir DIR naming a folder")
+        if run_id is None:
+            run_id = new_run_id(runs_dir)
+        elif not _RUN_ID_RE.match(run_id):
+            raise YqtError(
+                f"invalid run id {run_id!r}", "use letters, digits, '.', '_' and '-' only, e.g. --run w8a16-try1"
+            )
+        root = runs_dir / run_id
+        if root.exists() and not (root / MANIFEST_NAME).is_file():
+            raise YqtError(
+                f"{root} exists but is not a yqt run (no {MANIFEST_NAME})", "pick another --run id or --runs-dir"
+            )
+        return cls(root, run_id)
+
+    @classmethod
+    def containing(cls, artifact: Path) -> Run | None:
+        """The run whose ``onnx/`` folder holds ``artifact``, if any."""
+        parent = Path(artifact).resolve().parent
+        if parent.name == "onnx" and (parent.parent / MANIFEST_NAME).is_file():
+            return cls(parent.parent, parent.parent.name)
+        return None
+
+    @classmethod
+    def for_artifact(cls, artifact: Path, runs_dir: Path | None, run_id: str | None) -> Run:
+        """``--run`` when given; else the run the artifact lives in; else a new run."""
+        if run_id is None:
+            found = cls.containing(artifact)
+            if found is not None:
+                return found
+        return cls.open(runs_dir, run_id)
+
+    # ----------------------------------------------------------------------------- layout
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST_NAME
+
+    @property
+    def onnx_dir(self) -> Path:
+        return self.root / "onnx"
+
+    @property
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def eval_dir(self, name: str) -> Path:
+        return self.root / f"{name}-coco"
+
+    def config_path(self, step: str) -> Path:
+        return self.root / "configs" / f"{step}.json"
+
+    def log_path(self, step: str) -> Path:
+        return self.root / "logs" / f"{step}.log"
+
+    def relative(self, path: Path) -> str:
+        return _relative(path, self.root)
+
+    # ----------------------------------------------------------------------------- manifest
+
+    def manifest(self) -> dict[str, Any]:
+        if not self.exists:
+            return {"run_id": self.run_id, "created": None, "steps": []}
+        return read_json(self.manifest_path, "run manifest")
+
+    def _ensure(self) -> None:
+        if self.exists:
+            return
+        for sub in ("onnx", "logs", "configs"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.manifest_path, {"run_id": self.run_id, "created": now_iso(), "steps": []})
+
+    def _save_step(self, record: dict[str, Any]) -> None:
+        manifest = self.manifest()
+        steps = [s for s in manifest["steps"] if s.get("id") != record["id"]]
+        steps.append(record)
+        manifest["steps"] = steps
+        atomic_write_json(self.manifest_path, manifest)
+
+    @contextlib.contextmanager
+    def step(self, name: str, config: Any) -> Iterator[StepHandle]:
+        """Record one step: config snapshot, log file, start/end, status and artifacts.
+
+        The step is saved as ``running`` first, so a killed process shows up as such rather than
+        vanishing; the final status is ``ok`` or ``failed`` with the one-line error.
+        """
+        self._ensure()
+        config_json = to_jsonable(config)
+        atomic_write_json(self.config_path(name), config_json)
+        record: dict[str, Any] = {
+            "id": f"{name}@{now_iso()}",
+            "name": name,
+            "config": config_json,
+            "config_path": self.relative(self.config_path(name)),
+            "log_path": self.relative(self.log_path(name)),
+            "started": now_iso(),
+            "ended": None,
+            "status": "running",
+            "artifacts": [],
+        }
+        self._save_step(record)
+        handle = StepHandle(name)
+        with _step_log(self.log_path(name)):
+            log.info("step %s started in run %s", name, self.run_id)
+            try:
+                yield handle
+            except BaseException as exc:
+                log.error("step %s failed: %s", name, exc)
+                record.update(status="failed", error=str(exc) or type(exc).__name__)
+                raise
+            else:
+                log.info("step %s finished", name)
+                record.update(status="ok")
+            finally:
+                record.update(ended=now_iso(), artifacts=handle.artifacts, summary=to_jsonable(handle.summary))
+                self._save_step(record)
+
+    def add_artifact(self, handle: StepHandle, path: Path, kind: str) -> None:
+        handle.add_artifact(path, kind, self.root)
+
+
+def maybe_step(run: Run | None, name: str, config: Any) -> contextlib.AbstractContextManager[StepHandle | None]:
+    """``run.step(...)`` for library calls that may run without a run root."""
+    return run.step(name, config) if run is not None else contextlib.nullcontext(None)
+
+
+def record_artifact(run: Run | None, step: StepHandle | None, path: Path, kind: str) -> None:
+    if run is not None and step is not None:
+        run.add_artifact(step, path, kind)
+
+
+@contextlib.contextmanager
+def _step_log(path: Path) -> Iterator[None]:
+    """Send the ``yqt`` logger to ``logs/<step>.log`` while the step runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("yqt")
+    saved_level = logger.level
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved_level)
+        handler.close()
+
+
+_VERSIONED_PACKAGES = ("torch", "torchvision", "ultralytics", "brevitas", "onnx", "pycocotools", "numpy", "opencv-python")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of everything that can change a number, read without importing torch."""
+    import platform
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    try:
+        import onnxruntime
+
+        versions["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        versions["onnxruntime"] = "not installed"
+    from yqt import __version__
+
+    versions["yqt"] = __version__
+    return versions

@@ -1,0 +1,234 @@
+"""ONNX Runtime sessions with provider selection that is never silent.
+
+ORT quietly drops an execution provider it cannot load and logs a wall of red text while doing
+so. Here CUDA is probed first (driver, device, provider library); if it cannot load, it is not
+requested at all and the reason becomes one line in the provider report. After the session is
+built, ``session.get_providers()`` is what gets reported as used.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from yqt.errors import YqtError
+from yqt.records import ContractCheck, Detection, LatencyStats, ProviderReport, SmokeConfig, SmokeResult
+
+log = logging.getLogger(__name__)
+
+PROVIDER_ALIASES = {
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+_GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+_ORT_ERROR_ONLY = 3  # ORT severity: 0 verbose .. 3 error, 4 fatal
+
+
+def parse_providers(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """``"cuda,cpu"`` → ``("cuda", "cpu")``, rejecting unknown names."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = tuple(p.strip().lower() for p in items if p.strip())
+    unknown = [n for n in names if n not in PROVIDER_ALIASES]
+    if unknown or not names:
+        raise YqtError(
+            f"unknown execution provider(s): {', '.join(unknown) or '(none given)'}",
+            f"use a comma list of {', '.join(sorted(PROVIDER_ALIASES))}, e.g. --providers cuda,cpu",
+        )
+    return names
+
+
+def _ort() -> Any:
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(_ORT_ERROR_ONLY)
+    return onnxruntime
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_status() -> tuple[bool, str]:
+    """Can ORT's CUDA provider actually load here? Returns (ok, reason)."""
+    ort = _ort()
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False, f"this onnxruntime build ({ort.__version__}) has no CUDA provider; pip install onnxruntime-gpu"
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False, "no NVIDIA driver (libcuda.so.1 not found)"
+    count = ctypes.c_int(0)
+    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
+        return False, "NVIDIA driver present but no usable CUDA device"
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels (torch brings them), where installed
+        except Exception as exc:  # best effort: the load test below is what decides
+            log.info("onnxruntime.preload_dlls failed: %s", exc)
+    lib = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    try:
+        ctypes.CDLL(str(lib))
+    except OSError as exc:
+        return False, f"ORT CUDA provider cannot load: {str(exc).split(':')[-1].strip() or exc}"
+    return True, f"CUDA available ({count.value} device(s))"
+
+
+def resolve_providers(names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Map aliases to ORT names and drop GPU providers that cannot load. Returns requested, attempted, notes."""
+    requested = tuple(PROVIDER_ALIASES[n] for n in names)
+    attempted: list[str] = []
+    notes: list[str] = []
+    for ep in requested:
+        if ep in _GPU_PROVIDERS:
+            ok, reason = cuda_status()
+            if not ok:
+                notes.append(f"{ep} not attempted: {reason}")
+                continue
+        if ep not in attempted:
+            attempted.append(ep)
+    if not attempted:
+        # Every requested provider was unavailable; CPU is always there and the notes say why.
+        attempted.append("CPUExecutionProvider")
+        notes.append("falling back to CPUExecutionProvider")
+    return requested, tuple(attempted), tuple(notes)
+
+
+def open_session(onnx_path: Path, providers: Sequence[str] = ("cuda", "cpu")) -> tuple[Any, ProviderReport]:
+    """Build an ORT session and report which providers actually ran."""
+    ort = _ort()
+    requested, attempted, notes = resolve_providers(providers)
+    options = ort.SessionOptions()
+    options.log_severity_level = _ORT_ERROR_ONLY
+    try:
+        session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=list(attempted))
+    except Exception as exc:
+        raise YqtError(
+            f"ONNX Runtime cannot load {onnx_path}: {str(exc).strip().splitlines()[0][:240]}",
+            "check that the file is a complete ONNX model (re-export it)",
+        ) from None
+    used = tuple(session.get_providers())
+    notes_list = list(notes)
+    dropped = [ep for ep in attempted if ep not in used]
+    if dropped:
+        notes_list.append(f"ONNX Runtime silently dropped {', '.join(dropped)}")
+    report = ProviderReport(requested=requested, attempted=attempted, used=used, notes=tuple(notes_list))
+    log.info("providers requested=%s used=%s notes=%s", requested, used, notes_list)
+    return session, report
+
+
+def session_contract(session: Any) -> ContractCheck:
+    from yqt.models import check_output_shape
+
+    outputs = session.get_outputs()
+    if len(outputs) != 1:
+        return ContractCheck(False, (), f"model has {len(outputs)} outputs, expected one [B,300,6] tensor")
+    return check_output_shape(tuple(outputs[0].shape))
+
+
+def require_contract(session: Any, onnx_path: Path) -> ContractCheck:
+    contract = session_contract(session)
+    if not contract.ok:
+        raise YqtError(
+            f"{onnx_path}: {contract.detail}",
+            "export a YOLOv10 end-to-end model with yqt export (x1,y1,x2,y2,score,class per row)",
+        )
+    return contract
+
+
+def input_spec(session: Any) -> tuple[str, int, Any]:
+    """The model input's name, square size and numpy dtype."""
+    import numpy as np
+
+    inp = session.get_inputs()[0]
+    shape = inp.shape
+    size = shape[-1] if isinstance(shape[-1], int) else 640
+    dtype = np.float16 if "float16" in inp.type else np.float32
+    return inp.name, int(size), dtype
+
+
+def class_names_from_session(session: Any) -> tuple[str, ...]:
+    """Class names from the ``yqt.names`` (or Ultralytics ``names``) metadata, if present."""
+    import ast
+    import json
+
+    meta = session.get_modelmeta().custom_metadata_map
+    if "yqt.names" in meta:
+        return tuple(json.loads(meta["yqt.names"]))
+    if "names" in meta:  # Ultralytics writes a Python dict literal
+        try:
+            names = ast.literal_eval(meta["names"])
+            return tuple(str(names[i]) for i in sorted(names))
+        except (ValueError, SyntaxError, TypeError, KeyError):
+            pass
+    from yqt.models import COCO80_NAMES
+
+    return COCO80_NAMES
+
+
+def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
+    """One real-image inference: contract, detections, latency and the providers that actually ran."""
+    import time
+
+    import numpy as np
+
+    from yqt.data import default_smoke_image, letterbox, read_image, unletterbox_xyxy
+    from yqt.runs import atomic_write_json, file_artifact, maybe_step, record_artifact
+
+    onnx_path = Path(cfg.onnx)
+    if not onnx_path.is_file():
+        raise YqtError(f"ONNX model not found: {onnx_path}", "pass the path of an .onnx file, e.g. runs/<id>/onnx/*.onnx")
+    if cfg.runs < 1:
+        raise YqtError(f"--iterations must be at least 1, got {cfg.runs}", "pass --iterations 10")
+    image = Path(cfg.image) if cfg.image else default_smoke_image()
+    bgr = read_image(image)
+    session, report = open_session(onnx_path, cfg.providers)
+    contract = require_contract(session, onnx_path)
+    input_name, imgsz, dtype = input_spec(session)
+    x, lb = letterbox(bgr, imgsz, dtype)
+    with maybe_step(run, f"smoke-{onnx_path.stem}", cfg) as step:
+        session.run(None, {input_name: x})  # warm-up: first-run allocation is not latency
+        times = []
+        for _ in range(cfg.runs):
+            t0 = time.perf_counter()
+            out = session.run(None, {input_name: x})[0]
+            times.append(time.perf_counter() - t0)
+        rows = np.asarray(out[0], dtype=np.float32)
+        rows = rows[rows[:, 4] >= cfg.conf]
+        names = class_names_from_session(session)
+        boxes = unletterbox_xyxy(rows[:, :4], lb) if len(rows) else np.zeros((0, 4))
+        top = tuple(
+            Detection(
+                box_xyxy=tuple(round(float(v), 1) for v in box),  # type: ignore[arg-type]
+                score=round(float(r[4]), 4),
+                class_id=int(r[5]),
+                class_name=names[int(r[5])] if 0 <= int(r[5]) < len(names) else str(int(r[5])),
+            )
+            for box, r in zip(boxes[:10], rows[:10])
+        )
+        failure = None
+        if cfg.require_cuda and not report.cuda_used:
+            reason = "; ".join(report.notes) or f"used {', '.join(report.used)}"
+            failure = f"--require-cuda: CUDAExecutionProvider did not attach ({reason})"
+        result = SmokeResult(
+            onnx=file_artifact(onnx_path),
+            image=image,
+            imgsz=imgsz,
+            providers=report,
+            contract=contract,
+            conf=cfg.conf,
+            num_detections=int(len(rows)),
+            top_detections=top,
+            latency=LatencyStats.from_seconds(times),
+            require_cuda=cfg.require_cuda,
+            passed=failure is None,
+            failure=failure,
+        )
+        if run is not None:
+            path = atomic_write_json(run.root / "smoke" / f"{onnx_path.stem}.json", result)
+            record_artifact(run, step, path, "smoke")
+        if step is not None:
+            step.summary.update(passed=result.passed, providers_used=report.used, detections=result.num_detections)
+        return result

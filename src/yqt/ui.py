@@ -1,0 +1,178 @@
+"""Rich rendering: the only module that imports rich.
+
+One :class:`Output` decides where things go. The result goes to stdout, as tables or, with
+``--json``, as exactly one JSON document. Progress, warnings and hints go to stderr, so JSON
+output is never polluted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from yqt.records import DeviceChoice, EvalResult, ExportResult, ProviderReport, SmokeResult, to_jsonable
+
+
+class Output:
+    def __init__(self, json_mode: bool = False) -> None:
+        self.json_mode = json_mode
+        self.err = Console(stderr=True, highlight=False)
+
+    @property
+    def out(self) -> Console:
+        # Created per use so it follows sys.stdout (pytest and CliRunner swap it).
+        return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+
+    def result(self, record: Any, render: Callable[[Any], Sequence[Any]]) -> None:
+        if self.json_mode:
+            sys.stdout.write(json.dumps(to_jsonable(record), indent=2) + "\n")
+            sys.stdout.flush()
+            return
+        console = self.out
+        for item in render(record):
+            console.print(item)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]warning:[/] {message}")
+
+    def note(self, message: str) -> None:
+        self.err.print(message)
+
+    def failure(self, message: str) -> None:
+        self.err.print(f"[bold red]FAILED:[/] {message}")
+
+    @contextlib.contextmanager
+    def work(self) -> Iterator[None]:
+        """Run library code with stray prints (Ultralytics, torch) sent to stderr, not into the result."""
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+
+    @contextlib.contextmanager
+    def progress(self, description: str) -> Iterator[Callable[[int, int], None]]:
+        """A progress bar on stderr; yields a ``(done, total)`` callback for the library."""
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=self.err,
+            transient=False,
+        )
+        task = bar.add_task(description, total=None, rate="")
+        with bar:
+
+            def update(done: int, total: int) -> None:
+                elapsed = bar.tasks[0].elapsed or 0.0
+                rate = f"{done / elapsed:.1f} img/s" if elapsed > 0 else ""
+                bar.update(task, completed=done, total=total, rate=rate)
+
+            yield update
+
+
+# ------------------------------------------------------------------------------------------ renderers
+
+
+def _fmt_bool(ok: bool, yes: str = "yes", no: str = "no") -> str:
+    return f"[green]{yes}[/]" if ok else f"[red]{no}[/]"
+
+
+def device_choice_table(choice: DeviceChoice) -> Table:
+    half = {None: "auto", True: "on", False: "off"}[choice.requested_half]
+    table = Table(title=f"Export device (requested: --device {choice.requested_device}, --half {half})")
+    for col in ("device", "precision", "outcome", "why"):
+        table.add_column(col)
+    colours = {"chosen": "green", "failed": "red", "skipped": "yellow"}
+    for a in choice.attempts:
+        table.add_row(a.device, a.precision, f"[{colours.get(a.outcome, 'white')}]{a.outcome}[/]", a.reason)
+    return table
+
+
+def providers_table(report: ProviderReport) -> Table:
+    table = Table(title="Execution providers")
+    for col in ("provider", "requested", "attempted", "actually used"):
+        table.add_column(col)
+    names = list(dict.fromkeys([*report.requested, *report.attempted, *report.used]))
+    for name in names:
+        table.add_row(
+            name,
+            _fmt_bool(name in report.requested, no="-"),
+            _fmt_bool(name in report.attempted, no="[red]no[/]"),
+            _fmt_bool(name in report.used, no="[red]no[/]"),
+        )
+    if report.notes:
+        table.caption = "\n".join(report.notes)
+    return table
+
+
+def render_export(result: ExportResult) -> list[Any]:
+    v = result.verification
+    summary = Table(title="Float baseline export", show_header=False)
+    summary.add_column("", style="bold")
+    summary.add_column("", overflow="fold")
+    summary.add_row("model", f"{result.model.arch} ({result.model.source})")
+    summary.add_row("weights sha256", result.model.sha256 or "- (random init from config)")
+    summary.add_row("onnx", str(result.onnx.path))
+    summary.add_row("onnx sha256", result.onnx.sha256)
+    summary.add_row("size", f"{result.onnx.size_bytes / 1e6:.2f} MB")
+    summary.add_row("contract", _fmt_bool(result.contract.ok, result.contract.detail, result.contract.detail))
+    summary.add_row(
+        "PyTorch vs ORT",
+        f"max |diff| {v.max_abs_diff:.3g} (confident rows {v.max_abs_diff_confident:.3g}, tol {v.tolerance:g}) "
+        f"on {v.image.name} with {v.provider}",
+    )
+    return [device_choice_table(result.device_choice), summary]
+
+
+def render_smoke(result: SmokeResult) -> list[Any]:
+    summary = Table(title=f"Smoke: {result.onnx.path.name}", show_header=False)
+    summary.add_column("", style="bold")
+    summary.add_column("", overflow="fold")
+    summary.add_row("image", str(result.image))
+    summary.add_row("contract", _fmt_bool(result.contract.ok, result.contract.detail, result.contract.detail))
+    summary.add_row("detections", f"{result.num_detections} with score >= {result.conf:g}")
+    lat = result.latency
+    summary.add_row("latency", f"median {lat.median_ms:.1f} ms (mean {lat.mean_ms:.1f}, p90 {lat.p90_ms:.1f}, n={lat.n})")
+    summary.add_row("ran on", ", ".join(result.providers.used))
+    dets = Table(title="Top detections")
+    for col in ("class", "score", "box x1,y1,x2,y2 (px)"):
+        dets.add_column(col)
+    for d in result.top_detections:
+        dets.add_row(d.class_name, f"{d.score:.3f}", ", ".join(f"{v:.0f}" for v in d.box_xyxy))
+    return [providers_table(result.providers), summary, dets]
+
+
+def render_eval(result: EvalResult) -> list[Any]:
+    metrics = Table(title=f"COCO bbox: {result.name} on {result.num_images} images")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for name, value in to_jsonable(result.metrics).items():
+        metrics.add_row(name, f"{value:.4f}")
+    info = Table(show_header=False)
+    info.add_column("", style="bold")
+    info.add_column("", overflow="fold")
+    info.add_row("image ids sha256", result.image_ids_sha256)
+    info.add_row("onnx sha256", result.onnx_sha256)
+    info.add_row("providers requested", ", ".join(result.providers_requested))
+    used = ", ".join(result.providers_used)
+    fell_back = result.providers_used[:1] != result.providers_requested[:1]
+    info.add_row("providers used", f"[yellow]{used}[/]" if fell_back else used)
+    for note in result.provider_notes:
+        info.add_row("", f"[yellow]{note}[/]")
+    lat, t = result.latency, result.timing
+    info.add_row("latency", f"median {lat.median_ms:.1f} ms, mean {lat.mean_ms:.1f}, p90 {lat.p90_ms:.1f}")
+    info.add_row(
+        "time",
+        f"{t.total_s:.1f} s total, inference {t.inference_wall_s:.1f} s "
+        f"(session.run {t.session_run_s:.1f} s), COCOeval {t.cocoeval_s:.1f} s",
+    )
+    if result.metrics_path:
+        info.add_row("metrics", str(result.metrics_path))
+    return [metrics, info]
