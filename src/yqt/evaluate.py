@@ -9,10 +9,12 @@ is the model's time. Nothing here imports torch.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,15 @@ from yqt.data import (
 )
 from yqt.errors import YqtError
 from yqt.records import CocoMetrics, EvalConfig, EvalResult, EvalTiming, LatencyStats
-from yqt.runs import Run, atomic_write_json, maybe_step, now_iso, package_versions, record_artifact, sha256_file
+from yqt.runs import (
+    Run,
+    atomic_write_json,
+    maybe_step,
+    now_iso,
+    package_versions,
+    record_artifact,
+    sha256_file,
+)
 from yqt.runtime import input_spec, open_session, require_contract
 
 log = logging.getLogger(__name__)
@@ -42,7 +52,9 @@ ProgressFn = Callable[[int, int], None]
 
 def validate_eval_config(cfg: EvalConfig) -> None:
     if not Path(cfg.onnx).is_file():
-        raise YqtError(f"ONNX model not found: {cfg.onnx}", "pass the path of an .onnx file, e.g. runs/<id>/onnx/*.onnx")
+        raise YqtError(
+            f"ONNX model not found: {cfg.onnx}", "pass the path of an .onnx file, e.g. runs/<id>/onnx/*.onnx"
+        )
     if not 0.0 <= cfg.conf < 1.0:
         raise YqtError(f"--conf must be in [0, 1), got {cfg.conf}", "use the COCO default --conf 0.001")
     if not 1 <= cfg.max_det <= 300:
@@ -51,41 +63,31 @@ def validate_eval_config(cfg: EvalConfig) -> None:
         raise YqtError("--max-images and --image-ids-list are exclusive", "pass one of them")
 
 
-def detections_for_image(out: np.ndarray, prepared: PreparedImage, conf: float, max_det: int) -> list[dict[str, Any]]:
+def detections_for_image(
+    out: np.ndarray, prepared: PreparedImage, conf: float, max_det: int
+) -> list[dict[str, Any]]:
     """One image's ``[300,6]`` output → COCO result dicts in original-image pixels."""
     keep = out[out[:, 4] > conf][:max_det]
     if not len(keep):
         return []
     boxes = unletterbox_xyxy(keep[:, :4], prepared.letterbox)
     results = []
-    for (x1, y1, x2, y2), score, cls in zip(boxes.tolist(), keep[:, 4].tolist(), keep[:, 5].tolist()):
-        c = int(round(cls))
+    for (x1, y1, x2, y2), score, cls in zip(
+        boxes.tolist(), keep[:, 4].tolist(), keep[:, 5].tolist(), strict=True
+    ):
+        c = round(cls)
         if not 0 <= c < len(COCO80_TO_91):
             continue  # a non-COCO class index cannot be scored against COCO categories
         results.append(
             {
                 "image_id": prepared.image_id,
                 "category_id": COCO80_TO_91[c],
-                "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
-                "score": round(float(score), 5),
+                # Unrounded: compare re-scores these exact values and must agree with pycocotools.
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(score),
             }
         )
     return results
-
-
-def run_cocoeval(coco: Any, detections: Sequence[dict[str, Any]], image_ids: Sequence[int]) -> tuple[Any, str]:
-    """COCOeval bbox over exactly ``image_ids``. Returns the evaluator (with ``stats``) and its text."""
-    from pycocotools.cocoeval import COCOeval
-
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        dt = coco.loadRes(list(detections)) if detections else _empty_results(coco)
-        evaluator = COCOeval(coco, dt, "bbox")
-        evaluator.params.imgIds = sorted(image_ids)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return evaluator, buffer.getvalue()
 
 
 def _empty_results(coco: Any) -> Any:
@@ -93,9 +95,100 @@ def _empty_results(coco: Any) -> Any:
     from pycocotools.coco import COCO
 
     empty = COCO()
-    empty.dataset = {"images": list(coco.dataset["images"]), "categories": list(coco.dataset["categories"]), "annotations": []}
+    empty.dataset = {
+        "images": list(coco.dataset["images"]),
+        "categories": list(coco.dataset["categories"]),
+        "annotations": [],
+    }
     empty.createIndex()
     return empty
+
+
+def _cocoeval_for(coco: Any, detections: Sequence[dict[str, Any]], image_ids: Sequence[int]) -> Any:
+    from pycocotools.cocoeval import COCOeval
+
+    dt = coco.loadRes(list(detections)) if detections else _empty_results(coco)
+    evaluator = COCOeval(coco, dt, "bbox")
+    evaluator.params.imgIds = sorted(image_ids)
+    return evaluator
+
+
+def run_cocoeval(
+    coco: Any, detections: Sequence[dict[str, Any]], image_ids: Sequence[int]
+) -> tuple[Any, str]:
+    """COCOeval bbox over exactly ``image_ids`` in one go. Returns the evaluator and its summary text."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        evaluator = _cocoeval_for(coco, detections, image_ids)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator, buffer.getvalue()
+
+
+class IncrementalCocoEval:
+    """pycocotools' per-image matching, run chunk by chunk while inference is still going.
+
+    ``COCOeval.evaluate`` matches each (image, category) independently, so matching chunks of
+    ascending image ids and splicing their ``evalImgs`` back into pycocotools' (category, area,
+    image) order gives exactly the single-shot result; ``accumulate``/``summarize`` then run once,
+    unchanged. This takes matching off the critical path: eval time is the model's time.
+    """
+
+    def __init__(self, coco: Any, image_ids: Sequence[int], chunk: int = 10) -> None:
+        self.coco = coco
+        self.image_ids = sorted(image_ids)
+        self.chunk = chunk
+        self._pending_ids: list[int] = []
+        self._pending_dets: list[dict[str, Any]] = []
+        self._parts: list[tuple[int, list[Any]]] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="yqt-cocoeval")
+        self._futures: list[Any] = []
+        self._template: Any = None
+
+    def add(self, image_id: int, detections: list[dict[str, Any]]) -> None:
+        self._pending_ids.append(image_id)
+        self._pending_dets.extend(detections)
+        if len(self._pending_ids) >= self.chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending_ids:
+            ids, dets = self._pending_ids, self._pending_dets
+            self._pending_ids, self._pending_dets = [], []
+            self._futures.append(self._pool.submit(self._match, ids, dets))
+
+    def _match(self, ids: list[int], dets: list[dict[str, Any]]) -> tuple[int, list[Any], Any]:
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluator = _cocoeval_for(self.coco, dets, ids)
+            evaluator.evaluate()
+        return len(ids), evaluator.evalImgs, evaluator
+
+    def finish(self) -> tuple[Any, str]:
+        self._flush()
+        try:
+            parts = [f.result() for f in self._futures]
+        finally:
+            self._pool.shutdown(wait=True)
+        if sum(n for n, _, _ in parts) != len(self.image_ids):
+            raise RuntimeError("incremental COCOeval saw a different image set than it was given")
+        final = parts[0][2] if parts else _cocoeval_for(self.coco, [], self.image_ids)
+        n_cats = len(final.params.catIds)
+        n_areas = len(final.params.areaRng)
+        spliced: list[Any] = []
+        for k in range(n_cats):
+            for a in range(n_areas):
+                for n, eval_imgs, _ in parts:
+                    start = (k * n_areas + a) * n
+                    spliced.extend(eval_imgs[start : start + n])
+        final.params.imgIds = list(self.image_ids)
+        final._paramsEval = copy.deepcopy(final.params)
+        final.evalImgs = spliced
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            final.accumulate()
+            final.summarize()
+        return final, buffer.getvalue()
 
 
 def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | None = None) -> EvalResult:
@@ -116,9 +209,12 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
 
     with maybe_step(run, f"eval-{name}", cfg) as step:
         session.run(None, {input_name: np.zeros((1, 3, imgsz, imgsz), dtype=dtype)})  # warm-up, untimed
-        detections, run_times, loop_s = _infer(session, input_name, items, imgsz, dtype, cfg, progress)
+        matcher = IncrementalCocoEval(coco, selection.ids)
+        detections, run_times, loop_s = _infer(
+            session, input_name, items, imgsz, dtype, cfg, matcher, progress
+        )
         t_coco = time.perf_counter()
-        evaluator, summary_text = run_cocoeval(coco, detections, selection.ids)
+        evaluator, summary_text = matcher.finish()
         cocoeval_s = time.perf_counter() - t_coco
         log.info("COCOeval summary:\n%s", summary_text)
         result = EvalResult(
@@ -159,8 +255,12 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             for path, kind in ((result.detections_path, "detections"), (result.metrics_path, "metrics")):
                 record_artifact(run, step, path, kind)
             if step is not None:
-                step.summary.update(mAP_50_95=result.metrics.mAP_50_95, mAP_50=result.metrics.mAP_50,
-                                    num_images=result.num_images, providers_used=result.providers_used)
+                step.summary.update(
+                    mAP_50_95=result.metrics.mAP_50_95,
+                    mAP_50=result.metrics.mAP_50,
+                    num_images=result.num_images,
+                    providers_used=result.providers_used,
+                )
         return result
 
 
@@ -182,6 +282,7 @@ def _infer(
     imgsz: int,
     dtype: Any,
     cfg: EvalConfig,
+    matcher: IncrementalCocoEval,
     progress: ProgressFn | None,
 ) -> tuple[list[dict[str, Any]], list[float], float]:
     detections: list[dict[str, Any]] = []
@@ -191,7 +292,9 @@ def _infer(
         t0 = time.perf_counter()
         out = session.run(None, {input_name: prepared.tensor})[0]
         run_times.append(time.perf_counter() - t0)
-        detections.extend(detections_for_image(np.asarray(out[0], dtype=np.float32), prepared, cfg.conf, cfg.max_det))
+        found = detections_for_image(np.asarray(out[0], dtype=np.float32), prepared, cfg.conf, cfg.max_det)
+        detections.extend(found)
+        matcher.add(prepared.image_id, found)
         if progress is not None:
             progress(done, len(items))
     return detections, run_times, time.perf_counter() - t_loop
@@ -201,7 +304,9 @@ def _write_eval_files(run: Run, result: EvalResult, detections: list[dict[str, A
     """detections.json and image_ids.json first, metrics.json last: its presence means complete."""
     folder = run.eval_dir(result.name)
     det_path = atomic_write_json(folder / "detections.json", detections)
-    ids_path = atomic_write_json(folder / "image_ids.json", {"image_ids": result.image_ids, "sha256": result.image_ids_sha256})
+    atomic_write_json(
+        folder / "image_ids.json", {"image_ids": result.image_ids, "sha256": result.image_ids_sha256}
+    )
     metrics_path = folder / "metrics.json"
     result = replace(result, detections_path=det_path.resolve(), metrics_path=metrics_path.resolve())
     atomic_write_json(metrics_path, result)

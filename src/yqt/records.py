@@ -254,7 +254,7 @@ class CocoMetrics:
         names = [f.name for f in dataclasses.fields(cls)]
         if len(stats) != len(names):
             raise ValueError(f"expected {len(names)} COCO stats, got {len(stats)}")
-        return cls(**{n: float(v) for n, v in zip(names, stats)})
+        return cls(**{n: float(v) for n, v in zip(names, stats, strict=True)})
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,9 @@ def read_json(path: Path, what: str) -> Any:
     except FileNotFoundError:
         raise YqtError(f"{what} not found: {path}", "check the path") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise YqtError(f"{what} is not valid JSON: {path} ({exc})", "re-create it; it may be truncated") from None
+        raise YqtError(
+            f"{what} is not valid JSON: {path} ({exc})", "re-create it; it may be truncated"
+        ) from None
 
 
 def default_runs_dir() -> Path:
@@ -121,7 +123,12 @@ class StepHandle:
     def add_artifact(self, path: Path, kind: str, root: Path) -> None:
         art = file_artifact(path)
         self.artifacts.append(
-            {"kind": kind, "path": _relative(art.path, root), "sha256": art.sha256, "size_bytes": art.size_bytes}
+            {
+                "kind": kind,
+                "path": _relative(art.path, root),
+                "sha256": art.sha256,
+                "size_bytes": art.size_bytes,
+            }
         )
 
 
@@ -151,12 +158,14 @@ class Run:
             run_id = new_run_id(runs_dir)
         elif not _RUN_ID_RE.match(run_id):
             raise YqtError(
-                f"invalid run id {run_id!r}", "use letters, digits, '.', '_' and '-' only, e.g. --run w8a16-try1"
+                f"invalid run id {run_id!r}",
+                "use letters, digits, '.', '_' and '-' only, e.g. --run w8a16-try1",
             )
         root = runs_dir / run_id
         if root.exists() and not (root / MANIFEST_NAME).is_file():
             raise YqtError(
-                f"{root} exists but is not a yqt run (no {MANIFEST_NAME})", "pick another --run id or --runs-dir"
+                f"{root} exists but is not a yqt run (no {MANIFEST_NAME})",
+                "pick another --run id or --runs-dir",
             )
         return cls(root, run_id)
 
@@ -259,14 +268,18 @@ class Run:
                 log.info("step %s finished", name)
                 record.update(status="ok")
             finally:
-                record.update(ended=now_iso(), artifacts=handle.artifacts, summary=to_jsonable(handle.summary))
+                record.update(
+                    ended=now_iso(), artifacts=handle.artifacts, summary=to_jsonable(handle.summary)
+                )
                 self._save_step(record)
 
     def add_artifact(self, handle: StepHandle, path: Path, kind: str) -> None:
         handle.add_artifact(path, kind, self.root)
 
 
-def maybe_step(run: Run | None, name: str, config: Any) -> contextlib.AbstractContextManager[StepHandle | None]:
+def maybe_step(
+    run: Run | None, name: str, config: Any
+) -> contextlib.AbstractContextManager[StepHandle | None]:
     """``run.step(...)`` for library calls that may run without a run root."""
     return run.step(name, config) if run is not None else contextlib.nullcontext(None)
 
@@ -295,7 +308,16 @@ def _step_log(path: Path) -> Iterator[None]:
         handler.close()
 
 
-_VERSIONED_PACKAGES = ("torch", "torchvision", "ultralytics", "brevitas", "onnx", "pycocotools", "numpy", "opencv-python")
+_VERSIONED_PACKAGES = (
+    "torch",
+    "torchvision",
+    "ultralytics",
+    "brevitas",
+    "onnx",
+    "pycocotools",
+    "numpy",
+    "opencv-python",
+)
 
 
 def package_versions() -> dict[str, str]:

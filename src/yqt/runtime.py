@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,10 @@ def cuda_status() -> tuple[bool, str]:
     """Can ORT's CUDA provider actually load here? Returns (ok, reason)."""
     ort = _ort()
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return False, f"this onnxruntime build ({ort.__version__}) has no CUDA provider; pip install onnxruntime-gpu"
+        return (
+            False,
+            f"this onnxruntime build ({ort.__version__}) has no CUDA provider; pip install onnxruntime-gpu",
+        )
     try:
         driver = ctypes.CDLL("libcuda.so.1")
     except OSError:
@@ -96,6 +100,15 @@ def resolve_providers(names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str,
     return requested, tuple(attempted), tuple(notes)
 
 
+def _ort_reason(exc: BaseException) -> str:
+    """The readable tail of an ORT load error, without its C++ source location and signature."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"/onnxruntime_src/\S+:\d+ [\w:]+\(.*?\) ", "", text)
+    text = re.sub(r"^Load model from \S+ failed:", "", text)
+    return text[:240] or type(exc).__name__
+
+
 def open_session(onnx_path: Path, providers: Sequence[str] = ("cuda", "cpu")) -> tuple[Any, ProviderReport]:
     """Build an ORT session and report which providers actually ran."""
     ort = _ort()
@@ -106,7 +119,7 @@ def open_session(onnx_path: Path, providers: Sequence[str] = ("cuda", "cpu")) ->
         session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=list(attempted))
     except Exception as exc:
         raise YqtError(
-            f"ONNX Runtime cannot load {onnx_path}: {str(exc).strip().splitlines()[0][:240]}",
+            f"ONNX Runtime cannot load {onnx_path}: {_ort_reason(exc)}",
             "check that the file is a complete ONNX model (re-export it)",
         ) from None
     used = tuple(session.get_providers())
@@ -179,7 +192,9 @@ def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
 
     onnx_path = Path(cfg.onnx)
     if not onnx_path.is_file():
-        raise YqtError(f"ONNX model not found: {onnx_path}", "pass the path of an .onnx file, e.g. runs/<id>/onnx/*.onnx")
+        raise YqtError(
+            f"ONNX model not found: {onnx_path}", "pass the path of an .onnx file, e.g. runs/<id>/onnx/*.onnx"
+        )
     if cfg.runs < 1:
         raise YqtError(f"--iterations must be at least 1, got {cfg.runs}", "pass --iterations 10")
     image = Path(cfg.image) if cfg.image else default_smoke_image()
@@ -206,7 +221,7 @@ def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
                 class_id=int(r[5]),
                 class_name=names[int(r[5])] if 0 <= int(r[5]) < len(names) else str(int(r[5])),
             )
-            for box, r in zip(boxes[:10], rows[:10])
+            for box, r in zip(boxes[:10], rows[:10], strict=True)
         )
         failure = None
         if cfg.require_cuda and not report.cuda_used:
@@ -219,7 +234,7 @@ def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
             providers=report,
             contract=contract,
             conf=cfg.conf,
-            num_detections=int(len(rows)),
+            num_detections=len(rows),
             top_detections=top,
             latency=LatencyStats.from_seconds(times),
             require_cuda=cfg.require_cuda,
@@ -230,5 +245,7 @@ def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
             path = atomic_write_json(run.root / "smoke" / f"{onnx_path.stem}.json", result)
             record_artifact(run, step, path, "smoke")
         if step is not None:
-            step.summary.update(passed=result.passed, providers_used=report.used, detections=result.num_detections)
+            step.summary.update(
+                passed=result.passed, providers_used=report.used, detections=result.num_detections
+            )
         return result

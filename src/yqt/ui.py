@@ -56,7 +56,10 @@ class Output:
 
     @contextlib.contextmanager
     def progress(self, description: str) -> Iterator[Callable[[int, int], None]]:
-        """A progress bar on stderr; yields a ``(done, total)`` callback for the library."""
+        """A progress bar on stderr; yields a ``(done, total)`` callback for the library.
+
+        The bar appears on the first update, so input rejected up front prints only its error.
+        """
         bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -64,17 +67,22 @@ class Output:
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
             console=self.err,
-            transient=False,
         )
-        task = bar.add_task(description, total=None, rate="")
-        with bar:
+        task = bar.add_task(description, total=None, rate="", start=False)
 
-            def update(done: int, total: int) -> None:
-                elapsed = bar.tasks[0].elapsed or 0.0
-                rate = f"{done / elapsed:.1f} img/s" if elapsed > 0 else ""
-                bar.update(task, completed=done, total=total, rate=rate)
+        def update(done: int, total: int) -> None:
+            if not bar.live.is_started:
+                bar.start()
+                bar.start_task(task)
+            elapsed = bar.tasks[0].elapsed or 0.0
+            rate = f"{done / elapsed:.1f} img/s" if elapsed > 0 else ""
+            bar.update(task, completed=done, total=total, rate=rate)
 
+        try:
             yield update
+        finally:
+            if bar.live.is_started:
+                bar.stop()
 
 
 # ------------------------------------------------------------------------------------------ renderers
@@ -139,7 +147,9 @@ def render_smoke(result: SmokeResult) -> list[Any]:
     summary.add_row("contract", _fmt_bool(result.contract.ok, result.contract.detail, result.contract.detail))
     summary.add_row("detections", f"{result.num_detections} with score >= {result.conf:g}")
     lat = result.latency
-    summary.add_row("latency", f"median {lat.median_ms:.1f} ms (mean {lat.mean_ms:.1f}, p90 {lat.p90_ms:.1f}, n={lat.n})")
+    summary.add_row(
+        "latency", f"median {lat.median_ms:.1f} ms (mean {lat.mean_ms:.1f}, p90 {lat.p90_ms:.1f}, n={lat.n})"
+    )
     summary.add_row("ran on", ", ".join(result.providers.used))
     dets = Table(title="Top detections")
     for col in ("class", "score", "box x1,y1,x2,y2 (px)"):

@@ -1,0 +1,43 @@
+"""Helpers shared by the benchmark scripts: locating the dev set and timing whole processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_COCO = REPO.parent / "shared" / "data" / "coco2017-mini"
+
+
+def coco_root_or_exit() -> Path:
+    root = Path(os.environ.get("YQT_COCO_ROOT") or SHARED_COCO)
+    if not (root / "annotations" / "instances_val2017.json").is_file():
+        print(f"SKIP: shared COCO data absent at {root} (set YQT_COCO_ROOT)")
+        sys.exit(0)
+    return root
+
+
+def timed_process(
+    args: list[str], env: dict[str, str] | None = None
+) -> tuple[float, subprocess.CompletedProcess]:
+    """Wall time of a whole process, imports included."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(args)}")
+    return elapsed, proc
+
+
+def yqt(*args: str) -> list[str]:
+    return [sys.executable, "-m", "yqt", *args]
+
+
+def export_baseline(runs_dir: Path, run_id: str = "bench") -> Path:
+    _, proc = timed_process(yqt("export", "--runs-dir", str(runs_dir), "--run", run_id, "--json"))
+    return Path(json.loads(proc.stdout)["onnx"]["path"]).resolve()

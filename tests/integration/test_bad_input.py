@@ -1,0 +1,167 @@
+"""Every bad input: one ``yqt: error:`` line naming the problem and the fix, exit 2, no traceback,
+and nothing in the run root that looks complete."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import assert_one_line_error, run_yqt
+
+pytestmark = pytest.mark.integration
+
+
+def _complete_looking_files(runs: Path) -> list[Path]:
+    if not runs.exists():
+        return []
+    return [p for p in runs.rglob("*") if p.suffix == ".onnx" or p.name == "metrics.json"]
+
+
+def test_missing_weights(tmp_path: Path):
+    runs = tmp_path / "runs"
+    result = run_yqt("export", "--weights", str(tmp_path / "nope.pt"), runs_dir=runs)
+    assert_one_line_error(result, "weights not found", "--weights PATH")
+    assert not runs.exists()  # rejected before any run folder is made
+
+
+def test_file_that_is_not_a_checkpoint(tmp_path: Path):
+    bogus = tmp_path / "model.pt"
+    bogus.write_bytes(b"this is not a pickle")
+    runs = tmp_path / "runs"
+    assert_one_line_error(
+        run_yqt("export", "--weights", str(bogus), runs_dir=runs), "cannot load", "checkpoint"
+    )
+    text = tmp_path / "weights.txt"
+    text.write_text("hello")
+    assert_one_line_error(run_yqt("export", "--weights", str(text), runs_dir=runs), "is not a checkpoint")
+    assert _complete_looking_files(runs) == []
+
+
+def test_checkpoint_that_is_not_yolov10(tmp_path: Path):
+    import torch
+    from ultralytics import YOLO
+
+    ckpt = tmp_path / "yolov8n-random.pt"
+    torch.save({"model": YOLO("yolov8n.yaml").model}, ckpt)
+    runs = tmp_path / "runs"
+    result = run_yqt("export", "--weights", str(ckpt), runs_dir=runs)
+    assert_one_line_error(result, "is not a YOLOv10 detector", "head is Detect")
+    assert _complete_looking_files(runs) == []
+
+
+def test_missing_coco_root(baseline_onnx: Path, tmp_path: Path):
+    runs = tmp_path / "runs"
+    result = run_yqt(
+        "eval", str(baseline_onnx), "--coco-root", str(tmp_path / "nope"), "--run", "x", runs_dir=runs
+    )
+    assert_one_line_error(result, "--coco-root not found")
+    assert not (runs / "x").exists()
+
+
+def test_missing_annotations_file(baseline_onnx: Path, tmp_path: Path):
+    (tmp_path / "coco" / "val2017").mkdir(parents=True)
+    result = run_yqt(
+        "eval", str(baseline_onnx), "--coco-root", str(tmp_path / "coco"), runs_dir=tmp_path / "runs"
+    )
+    assert_one_line_error(result, "annotations file not found", "--annotations")
+
+
+def test_ids_list_with_unknown_ids(baseline_onnx: Path, coco_root: Path, tmp_path: Path):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("139\n999999999\n")
+    result = run_yqt(
+        "eval", str(baseline_onnx), "--coco-root", str(coco_root), "--image-ids-list", str(ids),
+        runs_dir=tmp_path / "runs",
+    )  # fmt: skip
+    assert_one_line_error(result, "not in the annotations: 999999999")
+
+
+def test_zero_max_images(baseline_onnx: Path, coco_root: Path, tmp_path: Path):
+    result = run_yqt(
+        "eval", str(baseline_onnx), "--coco-root", str(coco_root), "--max-images", "0", runs_dir=tmp_path
+    )
+    assert_one_line_error(result, "--max-images must be at least 1")
+
+
+def _tiny_coco_with_corrupt_image(coco_root: Path, dest: Path) -> Path:
+    data = json.loads((coco_root / "annotations" / "instances_val2017.json").read_text())
+    images = sorted(data["images"], key=lambda im: im["id"])[:2]
+    keep = {im["id"] for im in images}
+    subset = {
+        "images": images,
+        "categories": data["categories"],
+        "annotations": [a for a in data["annotations"] if a["image_id"] in keep],
+    }
+    (dest / "annotations").mkdir(parents=True)
+    (dest / "val2017").mkdir()
+    (dest / "annotations" / "instances_val2017.json").write_text(json.dumps(subset))
+    shutil.copy(coco_root / "val2017" / images[0]["file_name"], dest / "val2017" / images[0]["file_name"])
+    (dest / "val2017" / images[1]["file_name"]).write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return dest
+
+
+def test_corrupt_image_fails_the_eval_and_writes_no_metrics(
+    baseline_onnx: Path, coco_root: Path, tmp_path: Path
+):
+    tiny = _tiny_coco_with_corrupt_image(coco_root, tmp_path / "coco")
+    runs = tmp_path / "runs"
+    result = run_yqt(
+        "eval",
+        str(baseline_onnx),
+        "--coco-root",
+        str(tiny),
+        "--run",
+        "corrupt",
+        "--providers",
+        "cpu",
+        runs_dir=runs,
+    )
+    assert_one_line_error(result, "image cannot be decoded", "--image-ids-list")
+    assert _complete_looking_files(runs) == []
+    manifest = json.loads((runs / "corrupt" / "run.json").read_text())
+    assert manifest["steps"][-1]["status"] == "failed"
+
+
+def _onnx_with_wrong_output(path: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["output0"])],
+        "wrong",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 3, 640, 640])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_onnx_without_the_output_contract(coco_root: Path, tmp_path: Path):
+    model = _onnx_with_wrong_output(tmp_path / "wrong.onnx")
+    runs = tmp_path / "runs"
+    assert_one_line_error(run_yqt("smoke", str(model), runs_dir=runs), "is not [B,300,6]")
+    result = run_yqt("eval", str(model), "--coco-root", str(coco_root), "--max-images", "2", runs_dir=runs)
+    assert_one_line_error(result, "is not [B,300,6]")
+    assert _complete_looking_files(runs) == []
+
+
+def test_file_that_is_not_onnx(tmp_path: Path):
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"\x00\x01garbage")
+    result = run_yqt("smoke", str(bogus), runs_dir=tmp_path / "runs")
+    assert_one_line_error(result, "ONNX Runtime cannot load", "Protobuf parsing failed")
+    assert_one_line_error(
+        run_yqt("smoke", str(tmp_path / "missing.onnx"), runs_dir=tmp_path), "ONNX model not found"
+    )
+
+
+def test_bad_device_and_half_combinations(tmp_path: Path):
+    assert_one_line_error(run_yqt("export", "--device", "tpu", runs_dir=tmp_path), "unknown --device")
+    assert_one_line_error(
+        run_yqt("export", "--device", "cpu", "--half", runs_dir=tmp_path), "FP16 export needs CUDA"
+    )
+    assert_one_line_error(run_yqt("export", "--imgsz", "100", runs_dir=tmp_path), "multiple of 32")
