@@ -31,13 +31,9 @@ RunsDir = Annotated[
 ]
 RunId = Annotated[
     str | None,
-    typer.Option(
-        "--run", help="Run id: an existing one attaches, a new one is created [default: timestamp]."
-    ),
+    typer.Option("--run", help="Run id: an existing one attaches, a new one is created [default: timestamp]."),
 ]
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")
-]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 Weights = Annotated[
     str | None,
     typer.Option(
@@ -46,20 +42,14 @@ Weights = Annotated[
     ),
 ]
 Imgsz = Annotated[int, typer.Option("--imgsz", help="Square input size (multiple of 32).")]
-Device = Annotated[
-    str, typer.Option("--device", help="Export device: auto (CUDA FP16, else CPU FP32), cpu or cuda.")
-]
+Device = Annotated[str, typer.Option("--device", help="Export device: auto (CUDA FP16, else CPU FP32), cpu or cuda.")]
 Half = Annotated[
     bool | None,
     typer.Option("--half/--no-half", help="FP16 export (CUDA only) [default: FP16 on CUDA, FP32 on CPU]."),
 ]
-Providers = Annotated[
-    str, typer.Option("--providers", help="ORT execution providers in order of preference.")
-]
+Providers = Annotated[str, typer.Option("--providers", help="ORT execution providers in order of preference.")]
 OnnxArg = Annotated[Path, typer.Argument(help="ONNX model file.", show_default=False)]
-ImageOpt = Annotated[
-    Path | None, typer.Option("--image", help="Image file [default: Ultralytics assets/bus.jpg].")
-]
+ImageOpt = Annotated[Path | None, typer.Option("--image", help="Image file [default: Ultralytics assets/bus.jpg].")]
 
 
 def _device(value: str) -> object:
@@ -92,9 +82,7 @@ def export(
     device: Device = "auto",
     half: Half = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
-    image: Annotated[
-        Path | None, typer.Option("--image", help="Real image used to verify the export.")
-    ] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="Real image used to verify the export.")] = None,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
@@ -106,9 +94,7 @@ def export(
     from yqt.ui import render_export
 
     out = _output(json_output)
-    cfg = ExportConfig(
-        weights=weights, imgsz=imgsz, device=_device(device), half=half, opset=opset, verify_image=image
-    )
+    cfg = ExportConfig(weights=weights, imgsz=imgsz, device=_device(device), half=half, opset=opset, verify_image=image)
     target = Run.open(runs_dir, run)
     with out.work():
         result = export_baseline(cfg, target)
@@ -121,13 +107,9 @@ def smoke(
     onnx: OnnxArg,
     image: ImageOpt = None,
     providers: Providers = "cuda,cpu",
-    iterations: Annotated[
-        int, typer.Option("--iterations", "-n", help="Timed runs; latency is their median.")
-    ] = 10,
+    iterations: Annotated[int, typer.Option("--iterations", "-n", help="Timed runs; latency is their median.")] = 10,
     conf: Annotated[float, typer.Option("--conf", help="Score threshold for counting detections.")] = 0.25,
-    require_cuda: Annotated[
-        bool, typer.Option("--require-cuda", help="Exit 1 unless CUDA actually ran.")
-    ] = False,
+    require_cuda: Annotated[bool, typer.Option("--require-cuda", help="Exit 1 unless CUDA actually ran.")] = False,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
@@ -163,12 +145,8 @@ def eval_(
     coco_root: Annotated[
         Path | None, typer.Option("--coco-root", help="COCO root with val2017/ and annotations/.")
     ] = None,
-    images_dir: Annotated[
-        Path | None, typer.Option("--images-dir", help="Override the images folder.")
-    ] = None,
-    annotations: Annotated[
-        Path | None, typer.Option("--annotations", help="Override the annotations JSON.")
-    ] = None,
+    images_dir: Annotated[Path | None, typer.Option("--images-dir", help="Override the images folder.")] = None,
+    annotations: Annotated[Path | None, typer.Option("--annotations", help="Override the annotations JSON.")] = None,
     max_images: Annotated[
         int | None, typer.Option("--max-images", help="Score the first N image ids (ascending).")
     ] = None,
@@ -177,9 +155,7 @@ def eval_(
     ] = None,
     conf: Annotated[float, typer.Option("--conf", help="Keep detections with score > conf.")] = 0.001,
     providers: Providers = "cuda,cpu",
-    name: Annotated[
-        str | None, typer.Option("--name", help="Evaluation name [default: ONNX file stem].")
-    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Evaluation name [default: ONNX file stem].")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Image decoding threads (0: none).")] = 2,
     runs_dir: RunsDir = None,
     run: RunId = None,
@@ -218,10 +194,47 @@ def _not_yet(command: str, issue: str) -> None:
 
 @app.command()
 def quantize(
-    mode: Annotated[str, typer.Option("--mode", help="w8a16 | w8a8 | w4a16 | w4a8")] = "w8a16",
+    mode: Annotated[str, typer.Option("--mode", help="w8a16 (available) | w8a8 | w4a16 | w4a8")] = "w8a16",
+    weights: Weights = None,
+    imgsz: Imgsz = 640,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Glob on module names to keep float (repeatable).")
+    ] = None,
+    quantize_dfl: Annotated[bool, typer.Option("--quantize-dfl", help="Also quantize the DFL conv.")] = False,
+    device: Device = "auto",
+    half: Half = None,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
+    parity_images: Annotated[
+        Path | None, typer.Option("--parity-images", help="Folder of real images for the parity check.")
+    ] = None,
+    parity_max: Annotated[int, typer.Option("--parity-max", help="At most this many parity images.")] = 16,
+    providers: Providers = "cuda,cpu",
+    runs_dir: RunsDir = None,
+    run: RunId = None,
+    json_output: JsonFlag = False,
 ) -> None:
-    """Brevitas post-training quantization, exported as QCDQ ONNX."""
-    _not_yet("quantize", "W8A16 quantize")
+    """Brevitas post-training quantization, exported as gated, verified QCDQ ONNX."""
+    from yqt.quantize import quantize as run_quantize
+    from yqt.records import QuantizeConfig
+    from yqt.runs import Run
+    from yqt.runtime import parse_providers
+    from yqt.ui import render_quantize
+
+    out = _output(json_output)
+    cfg = QuantizeConfig(
+        mode=mode, weights=weights, imgsz=imgsz, exclude=tuple(exclude or ()), quantize_dfl=quantize_dfl,
+        device=_device(device), half=half, opset=opset, parity_images=parity_images, parity_max_images=parity_max,
+        providers=parse_providers(providers),
+    )  # fmt: skip
+    target = Run.open(runs_dir, run)
+    with out.work():
+        result = run_quantize(cfg, target)
+    _show_warnings(out, result.warnings)
+    out.result(result, render_quantize)
+    out.note(f"run: {target.root}")
+    if not result.passed:
+        out.failure("; ".join(result.failures))
+        raise typer.Exit(1)
 
 
 @app.command("inspect-graph")

@@ -67,19 +67,13 @@ def resolve_coco_paths(
             "pass --coco-root DIR (with val2017/ and annotations/), or --images-dir and --annotations",
         )
     if coco_root is not None and not Path(coco_root).is_dir():
-        raise YqtError(
-            f"--coco-root not found: {coco_root}", "point it at a folder holding val2017/ and annotations/"
-        )
+        raise YqtError(f"--coco-root not found: {coco_root}", "point it at a folder holding val2017/ and annotations/")
     images = Path(images_dir) if images_dir else Path(coco_root) / VAL_IMAGES  # type: ignore[arg-type]
     ann = Path(annotations) if annotations else Path(coco_root) / VAL_ANNOTATIONS  # type: ignore[arg-type]
     if not ann.is_file():
-        raise YqtError(
-            f"annotations file not found: {ann}", "pass --annotations FILE (instances_val2017.json)"
-        )
+        raise YqtError(f"annotations file not found: {ann}", "pass --annotations FILE (instances_val2017.json)")
     if not images.is_dir():
-        raise YqtError(
-            f"images folder not found: {images}", "pass --images-dir DIR holding the val2017 images"
-        )
+        raise YqtError(f"images folder not found: {images}", "pass --images-dir DIR holding the val2017 images")
     return CocoPaths(images_dir=images, annotations=ann)
 
 
@@ -99,9 +93,7 @@ def load_coco(annotations: Path) -> Any:
             "pass the official instances_val2017.json",
         ) from None
     if not coco.getImgIds():
-        raise YqtError(
-            f"annotations file lists no images: {annotations}", "pass the official instances_val2017.json"
-        )
+        raise YqtError(f"annotations file lists no images: {annotations}", "pass the official instances_val2017.json")
     return coco
 
 
@@ -141,9 +133,7 @@ def select_image_ids(
     pool = sorted(set(int(i) for i in available))
     warnings: list[str] = []
     if max_images is not None and max_images < 1:
-        raise YqtError(
-            f"--max-images must be at least 1, got {max_images}", "pass --max-images N with N >= 1"
-        )
+        raise YqtError(f"--max-images must be at least 1, got {max_images}", "pass --max-images N with N >= 1")
     if ids_list is not None:
         known = set(pool)
         missing = [i for i in ids_list if i not in known]
@@ -155,15 +145,11 @@ def select_image_ids(
             )
         unique = sorted(set(ids_list))
         if len(unique) != len(ids_list):
-            warnings.append(
-                f"image id list has {len(ids_list) - len(unique)} duplicate(s); each id is scored once"
-            )
+            warnings.append(f"image id list has {len(ids_list) - len(unique)} duplicate(s); each id is scored once")
         pool = unique
     if max_images is not None:
         if max_images > len(pool):
-            warnings.append(
-                f"--max-images {max_images} exceeds the {len(pool)} images available; using all of them"
-            )
+            warnings.append(f"--max-images {max_images} exceeds the {len(pool)} images available; using all of them")
         pool = pool[:max_images]
     return IdSelection(ids=tuple(pool), warnings=tuple(warnings))
 

@@ -63,18 +63,14 @@ def validate_eval_config(cfg: EvalConfig) -> None:
         raise YqtError("--max-images and --image-ids-list are exclusive", "pass one of them")
 
 
-def detections_for_image(
-    out: np.ndarray, prepared: PreparedImage, conf: float, max_det: int
-) -> list[dict[str, Any]]:
+def detections_for_image(out: np.ndarray, prepared: PreparedImage, conf: float, max_det: int) -> list[dict[str, Any]]:
     """One image's ``[300,6]`` output → COCO result dicts in original-image pixels."""
     keep = out[out[:, 4] > conf][:max_det]
     if not len(keep):
         return []
     boxes = unletterbox_xyxy(keep[:, :4], prepared.letterbox)
     results = []
-    for (x1, y1, x2, y2), score, cls in zip(
-        boxes.tolist(), keep[:, 4].tolist(), keep[:, 5].tolist(), strict=True
-    ):
+    for (x1, y1, x2, y2), score, cls in zip(boxes.tolist(), keep[:, 4].tolist(), keep[:, 5].tolist(), strict=True):
         c = round(cls)
         if not 0 <= c < len(COCO80_TO_91):
             continue  # a non-COCO class index cannot be scored against COCO categories
@@ -113,9 +109,7 @@ def _cocoeval_for(coco: Any, detections: Sequence[dict[str, Any]], image_ids: Se
     return evaluator
 
 
-def run_cocoeval(
-    coco: Any, detections: Sequence[dict[str, Any]], image_ids: Sequence[int]
-) -> tuple[Any, str]:
+def run_cocoeval(coco: Any, detections: Sequence[dict[str, Any]], image_ids: Sequence[int]) -> tuple[Any, str]:
     """COCOeval bbox over exactly ``image_ids`` in one go. Returns the evaluator and its summary text."""
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
@@ -210,9 +204,7 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
     with maybe_step(run, f"eval-{name}", cfg) as step:
         session.run(None, {input_name: np.zeros((1, 3, imgsz, imgsz), dtype=dtype)})  # warm-up, untimed
         matcher = IncrementalCocoEval(coco, selection.ids)
-        detections, run_times, loop_s = _infer(
-            session, input_name, items, imgsz, dtype, cfg, matcher, progress
-        )
+        detections, run_times, loop_s = _infer(session, input_name, items, imgsz, dtype, cfg, matcher, progress)
         t_coco = time.perf_counter()
         evaluator, summary_text = matcher.finish()
         cocoeval_s = time.perf_counter() - t_coco
@@ -304,9 +296,7 @@ def _write_eval_files(run: Run, result: EvalResult, detections: list[dict[str, A
     """detections.json and image_ids.json first, metrics.json last: its presence means complete."""
     folder = run.eval_dir(result.name)
     det_path = atomic_write_json(folder / "detections.json", detections)
-    atomic_write_json(
-        folder / "image_ids.json", {"image_ids": result.image_ids, "sha256": result.image_ids_sha256}
-    )
+    atomic_write_json(folder / "image_ids.json", {"image_ids": result.image_ids, "sha256": result.image_ids_sha256})
     metrics_path = folder / "metrics.json"
     result = replace(result, detections_path=det_path.resolve(), metrics_path=metrics_path.resolve())
     atomic_write_json(metrics_path, result)

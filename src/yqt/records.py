@@ -300,3 +300,91 @@ class EvalResult:
     metrics_path: Path | None = None
     run_id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------- quantize
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    mode: str = "w8a16"
+    weights: str | None = None
+    imgsz: int = 640
+    exclude: tuple[str, ...] = ()
+    quantize_dfl: bool = False
+    device: ExportDevice = ExportDevice.AUTO
+    half: bool | None = None
+    opset: int = 17
+    parity_images: Path | None = None
+    parity_max_images: int = 16
+    providers: tuple[str, ...] = ("cuda", "cpu")
+
+
+@dataclass(frozen=True)
+class LayerDecision:
+    name: str
+    kind: str
+    shape: str
+    quantized: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class GateReport:
+    target: str
+    checks: tuple[GateCheck, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """PyTorch (Brevitas) detections against ORT (QCDQ) detections on real images."""
+
+    images: int
+    provider: str
+    score_threshold: float
+    iou_threshold: float
+    reference_detections: int
+    matched: int
+    matched_fraction: float
+    required_fraction: float
+    passed: bool
+
+
+@dataclass(frozen=True)
+class SizeReport:
+    qcdq_bytes: int
+    opt_bytes: int
+    float_bytes: int
+    float_source: str
+    ratio: float  # float / qcdq
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    mode: str
+    model: ModelInfo
+    layers: tuple[LayerDecision, ...]
+    device_choice: DeviceChoice
+    verification: ExportVerification
+    gate: GateReport
+    gate_opt: GateReport | None
+    parity: ParityReport | None
+    onnx: FileArtifact | None
+    onnx_opt: FileArtifact | None
+    size: SizeReport | None
+    smoke: SmokeResult | None
+    passed: bool
+    failures: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)

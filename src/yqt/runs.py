@@ -95,9 +95,7 @@ def read_json(path: Path, what: str) -> Any:
     except FileNotFoundError:
         raise YqtError(f"{what} not found: {path}", "check the path") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise YqtError(
-            f"{what} is not valid JSON: {path} ({exc})", "re-create it; it may be truncated"
-        ) from None
+        raise YqtError(f"{what} is not valid JSON: {path} ({exc})", "re-create it; it may be truncated") from None
 
 
 def default_runs_dir() -> Path:
@@ -268,18 +266,14 @@ class Run:
                 log.info("step %s finished", name)
                 record.update(status="ok")
             finally:
-                record.update(
-                    ended=now_iso(), artifacts=handle.artifacts, summary=to_jsonable(handle.summary)
-                )
+                record.update(ended=now_iso(), artifacts=handle.artifacts, summary=to_jsonable(handle.summary))
                 self._save_step(record)
 
     def add_artifact(self, handle: StepHandle, path: Path, kind: str) -> None:
         handle.add_artifact(path, kind, self.root)
 
 
-def maybe_step(
-    run: Run | None, name: str, config: Any
-) -> contextlib.AbstractContextManager[StepHandle | None]:
+def maybe_step(run: Run | None, name: str, config: Any) -> contextlib.AbstractContextManager[StepHandle | None]:
     """``run.step(...)`` for library calls that may run without a run root."""
     return run.step(name, config) if run is not None else contextlib.nullcontext(None)
 

@@ -245,7 +245,5 @@ def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
             path = atomic_write_json(run.root / "smoke" / f"{onnx_path.stem}.json", result)
             record_artifact(run, step, path, "smoke")
         if step is not None:
-            step.summary.update(
-                passed=result.passed, providers_used=report.used, detections=result.num_detections
-            )
+            step.summary.update(passed=result.passed, providers_used=report.used, detections=result.num_detections)
         return result

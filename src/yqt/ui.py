@@ -17,7 +17,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from yqt.records import DeviceChoice, EvalResult, ExportResult, ProviderReport, SmokeResult, to_jsonable
+from yqt.records import (
+    DeviceChoice,
+    EvalResult,
+    ExportResult,
+    GateReport,
+    ProviderReport,
+    QuantizeResult,
+    SmokeResult,
+    to_jsonable,
+)
 
 
 class Output:
@@ -186,3 +195,65 @@ def render_eval(result: EvalResult) -> list[Any]:
     if result.metrics_path:
         info.add_row("metrics", str(result.metrics_path))
     return [metrics, info]
+
+
+def layers_table(result: QuantizeResult) -> Table:
+    quantized = sum(d.quantized for d in result.layers)
+    table = Table(title=f"Layers: {quantized} quantized ({result.mode}), {len(result.layers) - quantized} kept float")
+    for col in ("layer", "type", "shape", "quantized", "why"):
+        table.add_column(col, overflow="fold")
+    # Float layers first: they are the exceptions a user needs to see.
+    for d in sorted(result.layers, key=lambda d: d.quantized):
+        table.add_row(
+            d.name,
+            d.kind,
+            d.shape,
+            _fmt_bool(d.quantized, "int8" if result.mode.startswith("w8") else "int4", "float"),
+            d.reason,
+        )
+    return table
+
+
+def gate_table(gate: GateReport) -> Table:
+    table = Table(title=f"Validation gate: {gate.target}")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail", overflow="fold")
+    for c in gate.checks:
+        table.add_row(c.name, _fmt_bool(c.ok, "pass", "FAIL"), c.detail)
+    return table
+
+
+def render_quantize(result: QuantizeResult) -> list[Any]:
+    items: list[Any] = [layers_table(result), device_choice_table(result.device_choice), gate_table(result.gate)]
+    if result.gate_opt is not None:
+        items.append(gate_table(result.gate_opt))
+    summary = Table(title=f"Quantize {result.mode}: {'passed' if result.passed else 'FAILED'}", show_header=False)
+    summary.add_column("", style="bold")
+    summary.add_column("", overflow="fold")
+    if result.parity is not None:
+        p = result.parity
+        summary.add_row(
+            "parity PyTorch vs ORT",
+            _fmt_bool(p.passed, "", "")
+            + f"{p.matched}/{p.reference_detections} detections matched ({p.matched_fraction:.1%}) "
+            f"at score ≥ {p.score_threshold}, IoU ≥ {p.iou_threshold} on {p.images} images ({p.provider})",
+        )
+    if result.onnx is not None:
+        summary.add_row("qcdq onnx", str(result.onnx.path))
+        summary.add_row("sha256", result.onnx.sha256)
+    if result.onnx_opt is not None:
+        summary.add_row("simplified", str(result.onnx_opt.path))
+    if result.size is not None:
+        s = result.size
+        summary.add_row(
+            "size",
+            f"{s.qcdq_bytes / 1e6:.2f} MB vs {s.float_bytes / 1e6:.2f} MB float: "
+            f"{s.ratio:.2f}x smaller ({s.float_source})",
+        )
+    for f in result.failures:
+        summary.add_row("[red]failure[/]", f)
+    items.append(summary)
+    if result.smoke is not None:
+        items.extend(render_smoke(result.smoke))
+    return items
