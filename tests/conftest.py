@@ -84,6 +84,4 @@ def baseline_eval(baseline_onnx: Path, coco_root: Path):
     from yqt.runs import Run
 
     run = Run.containing(baseline_onnx)
-    return evaluate(
-        EvalConfig(onnx=baseline_onnx, coco_root=coco_root, max_images=100, providers=("cpu",)), run
-    )
+    return evaluate(EvalConfig(onnx=baseline_onnx, coco_root=coco_root, max_images=100, providers=("cpu",)), run)

@@ -238,9 +238,25 @@ def quantize(
 
 
 @app.command("inspect-graph")
-def inspect_graph(model: OnnxArg) -> None:
+def inspect_graph(
+    model: OnnxArg,
+    only: Annotated[str | None, typer.Option("--only", help="Show only float or quantized layers.")] = None,
+    diff: Annotated[Path | None, typer.Option("--diff", help="Another ONNX to compare layer by layer.")] = None,
+    runs_dir: RunsDir = None,
+    run: RunId = None,
+    json_output: JsonFlag = False,
+) -> None:
     """A census of a model's Q/DQ nodes: what is quantized, how, and what stayed float."""
-    _not_yet("inspect-graph", "inspect-graph")
+    from yqt.graph import inspect_and_record
+    from yqt.runs import Run
+    from yqt.ui import render_graph
+
+    out = _output(json_output)
+    target = Run.open(runs_dir, run) if run is not None else None
+    with out.work():
+        report = inspect_and_record(model, only=only, diff=diff, run=target)
+    _show_warnings(out, report.warnings)
+    out.result(report, render_graph)
 
 
 @app.command()

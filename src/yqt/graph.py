@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,14 @@ class GraphSummary:
 
 
 @dataclass(frozen=True)
+class LayerDiff:
+    name: str
+    change: str
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
 class GraphReport:
     path: Path
     sha256: str
@@ -69,6 +77,9 @@ class GraphReport:
     layers: tuple[LayerCensus, ...]
     summary: GraphSummary
     warnings: tuple[str, ...]
+    only: str | None = None  # the rows shown were filtered to "float" or "quantized"
+    diff_against: Path | None = None
+    diff: tuple[LayerDiff, ...] | None = None
 
 
 class _Graph:
@@ -349,14 +360,6 @@ def inspect_graph(path: Path) -> GraphReport:
     )
 
 
-@dataclass(frozen=True)
-class LayerDiff:
-    name: str
-    change: str
-    before: str
-    after: str
-
-
 def _layer_brief(layer: LayerCensus | None) -> str:
     if layer is None:
         return "absent"
@@ -378,3 +381,38 @@ def diff_reports(a: GraphReport, b: GraphReport) -> tuple[LayerDiff, ...]:
             change = "added" if name not in left else "removed" if name not in right else "changed"
             diffs.append(LayerDiff(name=name, change=change, before=before, after=after))
     return tuple(diffs)
+
+
+ONLY_CHOICES = ("float", "quantized")
+
+
+def filter_layers(report: GraphReport, only: str | None) -> GraphReport:
+    """Keep only float or only quantized weight layers in ``layers``; counts and summary stay whole."""
+    if only is None:
+        return report
+    if only not in ONLY_CHOICES:
+        raise YqtError(f"unknown --only {only!r}", "use --only float or --only quantized")
+    want_quantized = only == "quantized"
+    rows = tuple(layer for layer in report.layers if layer.has_weight and layer.weight_quantized == want_quantized)
+    return replace(report, layers=rows, only=only)
+
+
+def inspect_and_record(path: Path, only: str | None = None, diff: Path | None = None, run: Any = None) -> GraphReport:
+    """The ``inspect-graph`` command's work: census, optional diff, optional record in a run."""
+    from yqt.runs import atomic_write_json, maybe_step, record_artifact
+
+    if only is not None and only not in ONLY_CHOICES:
+        raise YqtError(f"unknown --only {only!r}", "use --only float or --only quantized")
+    report = inspect_graph(path)
+    if diff is not None:
+        other = inspect_graph(diff)
+        report = replace(report, diff_against=Path(diff), diff=diff_reports(other, report))
+    report = filter_layers(report, only)
+    if run is not None:
+        stem = Path(path).stem
+        with maybe_step(run, f"inspect-{stem}", {"model": str(path), "only": only, "diff": diff}) as step:
+            out = atomic_write_json(run.root / "graph" / f"{stem}.json", report)
+            record_artifact(run, step, out, "graph-census")
+            if step is not None:
+                step.summary.update(quantized_layers=report.summary.quantized_layers, warnings=list(report.warnings))
+    return report

@@ -257,3 +257,57 @@ def render_quantize(result: QuantizeResult) -> list[Any]:
     if result.smoke is not None:
         items.extend(render_smoke(result.smoke))
     return items
+
+
+_QDQ_STYLE = {"QuantizeLinear": "bold magenta", "DequantizeLinear": "bold cyan", "Clip": "bold yellow"}
+
+
+def render_graph(report: Any) -> list[Any]:
+    s = report.summary
+    ops = Table(title=f"Op counts: {report.path.name} ({s.nodes} nodes, opset {report.opset})")
+    ops.add_column("op")
+    ops.add_column("count", justify="right")
+    for op, n in sorted(report.op_counts.items(), key=lambda kv: (kv[0] not in _QDQ_STYLE, -kv[1], kv[0])):
+        style = _QDQ_STYLE.get(op)
+        ops.add_row(f"[{style}]{op}[/]" if style else op, str(n))
+    summary = Table(title="Summary", show_header=False)
+    summary.add_column("", style="bold")
+    summary.add_column("", overflow="fold")
+    summary.add_row("compute layers", f"{s.compute_layers} ({s.weight_layers} with weights)")
+    summary.add_row("weights quantized", f"{s.quantized_layers}")
+    summary.add_row("weights float", f"{s.float_layers}")
+    summary.add_row("activations quantized", f"{s.act_quantized_layers} layer inputs")
+    summary.add_row("detection head", f"{s.head_quantized_layers}/{s.head_layers} layers quantized")
+    summary.add_row(
+        "initializer bytes",
+        f"int {s.int_initializer_bytes / 1e6:.2f} MB, float {s.float_initializer_bytes / 1e6:.2f} MB",
+    )
+    summary.add_row("sha256", report.sha256)
+    title = "Layers" + (f" (only {report.only})" if report.only else "")
+    layers = Table(title=title)
+    for col in ("node", "module", "op", "weight", "bits", "granularity", "axis", "act quant (scale, zp)"):
+        layers.add_column(col, overflow="fold")
+    for layer in report.layers:
+        module = (layer.module or "-") + (" [yellow](head)[/]" if layer.head else "")
+        if not layer.has_weight:
+            weight = "[dim]none (activation input)[/]"
+        elif layer.weight_quantized:
+            weight = f"[green]{layer.weight_dtype}[/]" + (" [red](fp32 stored)[/]" if layer.weight_stored_float else "")
+        else:
+            weight = f"[yellow]float ({layer.weight_dtype})[/]"
+        act = f"yes ({layer.act_scale:.4g}, {layer.act_zero_point})" if layer.act_quantized else "no"
+        layers.add_row(
+            layer.name, module, layer.op_type, weight, str(layer.weight_bits or "-"), layer.granularity or "-",
+            "-" if layer.axis is None else str(layer.axis), act,
+        )  # fmt: skip
+    items: list[Any] = [ops, summary, layers]
+    if report.diff is not None:
+        diff = Table(title=f"Differences vs {report.diff_against}")
+        for col in ("node", "change", "before", "after"):
+            diff.add_column(col, overflow="fold")
+        for d in report.diff:
+            diff.add_row(d.name, d.change, d.before, d.after)
+        if not report.diff:
+            diff.caption = "no per-layer differences"
+        items.append(diff)
+    return items

@@ -31,9 +31,7 @@ def test_file_that_is_not_a_checkpoint(tmp_path: Path):
     bogus = tmp_path / "model.pt"
     bogus.write_bytes(b"this is not a pickle")
     runs = tmp_path / "runs"
-    assert_one_line_error(
-        run_yqt("export", "--weights", str(bogus), runs_dir=runs), "cannot load", "checkpoint"
-    )
+    assert_one_line_error(run_yqt("export", "--weights", str(bogus), runs_dir=runs), "cannot load", "checkpoint")
     text = tmp_path / "weights.txt"
     text.write_text("hello")
     assert_one_line_error(run_yqt("export", "--weights", str(text), runs_dir=runs), "is not a checkpoint")
@@ -54,18 +52,14 @@ def test_checkpoint_that_is_not_yolov10(tmp_path: Path):
 
 def test_missing_coco_root(baseline_onnx: Path, tmp_path: Path):
     runs = tmp_path / "runs"
-    result = run_yqt(
-        "eval", str(baseline_onnx), "--coco-root", str(tmp_path / "nope"), "--run", "x", runs_dir=runs
-    )
+    result = run_yqt("eval", str(baseline_onnx), "--coco-root", str(tmp_path / "nope"), "--run", "x", runs_dir=runs)
     assert_one_line_error(result, "--coco-root not found")
     assert not (runs / "x").exists()
 
 
 def test_missing_annotations_file(baseline_onnx: Path, tmp_path: Path):
     (tmp_path / "coco" / "val2017").mkdir(parents=True)
-    result = run_yqt(
-        "eval", str(baseline_onnx), "--coco-root", str(tmp_path / "coco"), runs_dir=tmp_path / "runs"
-    )
+    result = run_yqt("eval", str(baseline_onnx), "--coco-root", str(tmp_path / "coco"), runs_dir=tmp_path / "runs")
     assert_one_line_error(result, "annotations file not found", "--annotations")
 
 
@@ -80,9 +74,7 @@ def test_ids_list_with_unknown_ids(baseline_onnx: Path, coco_root: Path, tmp_pat
 
 
 def test_zero_max_images(baseline_onnx: Path, coco_root: Path, tmp_path: Path):
-    result = run_yqt(
-        "eval", str(baseline_onnx), "--coco-root", str(coco_root), "--max-images", "0", runs_dir=tmp_path
-    )
+    result = run_yqt("eval", str(baseline_onnx), "--coco-root", str(coco_root), "--max-images", "0", runs_dir=tmp_path)
     assert_one_line_error(result, "--max-images must be at least 1")
 
 
@@ -103,9 +95,7 @@ def _tiny_coco_with_corrupt_image(coco_root: Path, dest: Path) -> Path:
     return dest
 
 
-def test_corrupt_image_fails_the_eval_and_writes_no_metrics(
-    baseline_onnx: Path, coco_root: Path, tmp_path: Path
-):
+def test_corrupt_image_fails_the_eval_and_writes_no_metrics(baseline_onnx: Path, coco_root: Path, tmp_path: Path):
     tiny = _tiny_coco_with_corrupt_image(coco_root, tmp_path / "coco")
     runs = tmp_path / "runs"
     result = run_yqt(
@@ -154,14 +144,10 @@ def test_file_that_is_not_onnx(tmp_path: Path):
     bogus.write_bytes(b"\x00\x01garbage")
     result = run_yqt("smoke", str(bogus), runs_dir=tmp_path / "runs")
     assert_one_line_error(result, "ONNX Runtime cannot load", "Protobuf parsing failed")
-    assert_one_line_error(
-        run_yqt("smoke", str(tmp_path / "missing.onnx"), runs_dir=tmp_path), "ONNX model not found"
-    )
+    assert_one_line_error(run_yqt("smoke", str(tmp_path / "missing.onnx"), runs_dir=tmp_path), "ONNX model not found")
 
 
 def test_bad_device_and_half_combinations(tmp_path: Path):
     assert_one_line_error(run_yqt("export", "--device", "tpu", runs_dir=tmp_path), "unknown --device")
-    assert_one_line_error(
-        run_yqt("export", "--device", "cpu", "--half", runs_dir=tmp_path), "FP16 export needs CUDA"
-    )
+    assert_one_line_error(run_yqt("export", "--device", "cpu", "--half", runs_dir=tmp_path), "FP16 export needs CUDA")
     assert_one_line_error(run_yqt("export", "--imgsz", "100", runs_dir=tmp_path), "multiple of 32")

@@ -109,9 +109,7 @@ def test_metrics_json_records_what_produced_it(baseline_eval):
     assert doc["image_ids_sha256"] == ids_sha256(doc["image_ids"])
     assert doc["onnx_sha256"] == sha256_file(Path(doc["onnx_path"]))
     assert doc["providers_used"] == ["CPUExecutionProvider"]
-    assert {"python", "torch", "ultralytics", "brevitas", "onnx", "onnxruntime", "pycocotools"} <= set(
-        doc["versions"]
-    )
+    assert {"python", "torch", "ultralytics", "brevitas", "onnx", "onnxruntime", "pycocotools"} <= set(doc["versions"])
     assert doc["latency"]["n"] == 100 and doc["latency"]["median_ms"] > 0
     assert doc["imgsz"] == 640 and doc["conf"] == 0.001
     assert doc["config"]["max_images"] == 100
