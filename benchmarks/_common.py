@@ -21,9 +21,7 @@ def coco_root_or_exit() -> Path:
     return root
 
 
-def timed_process(
-    args: list[str], env: dict[str, str] | None = None
-) -> tuple[float, subprocess.CompletedProcess]:
+def timed_process(args: list[str], env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess]:
     """Wall time of a whole process, imports included."""
     t0 = time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **(env or {})})

@@ -74,8 +74,7 @@ def main() -> None:
         tmp_path = Path(tmp)
         onnx = export_baseline(tmp_path / "runs")
         ids = sorted(
-            im["id"]
-            for im in json.loads((coco_root / "annotations/instances_val2017.json").read_text())["images"]
+            im["id"] for im in json.loads((coco_root / "annotations/instances_val2017.json").read_text())["images"]
         )
         yaml = yolo_dataset(coco_root, ids[: args.images], tmp_path / "yolo")
 
@@ -98,9 +97,7 @@ def main() -> None:
     )
     print(f"mAP50     yqt eval {doc['metrics']['mAP_50']:.4f}   ultralytics val {ul['mAP_50']:.4f}")
     print(f"parity within 0.01: {'yes' if abs(gap) <= 0.01 else 'NO'}")
-    print(
-        f"whole process     yqt eval {t_yqt:.1f} s   ultralytics val {t_ul:.1f} s   speed-up {t_ul / t_yqt:.2f}x"
-    )
+    print(f"whole process     yqt eval {t_yqt:.1f} s   ultralytics val {t_ul:.1f} s   speed-up {t_ul / t_yqt:.2f}x")
     print(
         f"inside yqt eval   total {t['total_s']:.2f} s  inference loop {t['inference_wall_s']:.2f} s  "
         f"session.run sum {t['session_run_s']:.2f} s  COCOeval {t['cocoeval_s']:.2f} s"

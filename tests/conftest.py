@@ -85,3 +85,25 @@ def baseline_eval(baseline_onnx: Path, coco_root: Path):
 
     run = Run.containing(baseline_onnx)
     return evaluate(EvalConfig(onnx=baseline_onnx, coco_root=coco_root, max_images=100, providers=("cpu",)), run)
+
+
+@pytest.fixture(scope="session")
+def w8a16(baseline_onnx: Path, coco_root: Path):
+    """W8A16 quantized into the baseline's run, parity checked on 16 real val images."""
+    from yqt.quantize import quantize
+    from yqt.records import QuantizeConfig
+    from yqt.runs import Run
+
+    run = Run.containing(baseline_onnx)
+    return quantize(QuantizeConfig(mode="w8a16", parity_images=coco_root / "val2017", providers=("cpu",)), run)
+
+
+@pytest.fixture(scope="session")
+def w8a16_eval(w8a16, coco_root: Path):
+    """W8A16 scored on the same first 100 ids, in the same run as the baseline."""
+    from yqt.evaluate import evaluate
+    from yqt.records import EvalConfig
+    from yqt.runs import Run
+
+    run = Run.containing(w8a16.onnx.path)
+    return evaluate(EvalConfig(onnx=w8a16.onnx.path, coco_root=coco_root, max_images=100, providers=("cpu",)), run)

@@ -261,10 +261,39 @@ def inspect_graph(
 
 @app.command()
 def compare(
-    runs: Annotated[list[str], typer.Argument(help="Run ids, run folders or metrics.json files.")],
+    runs: Annotated[list[str], typer.Argument(help="Run ids, run folders or metrics.json files.", show_default=False)],
+    baseline: Annotated[str | None, typer.Option("--baseline", help="Baseline run id or evaluation name.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Compare evaluations on different image sets.")] = False,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Paired bootstrap resamples (0: no CI).")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    max_drop: Annotated[
+        float | None, typer.Option("--max-drop", help="Exit 1 if any ΔmAP50-95 is below -PT mAP points.")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG bar chart of the deltas.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary table.")] = None,
+    runs_dir: RunsDir = None,
+    json_output: JsonFlag = False,
 ) -> None:
-    """Runs side by side, with metric deltas against the baseline."""
-    _not_yet("compare", "compare")
+    """Runs side by side, with metric deltas and bootstrap CIs against the baseline."""
+    from yqt.compare import compare as run_compare
+    from yqt.records import CompareConfig
+    from yqt.ui import render_compare
+
+    out = _output(json_output)
+    cfg = CompareConfig(
+        inputs=tuple(runs), runs_dir=runs_dir, baseline=baseline, force=force, bootstrap=bootstrap, seed=seed,
+        max_drop=max_drop, plot=plot, markdown=markdown,
+    )  # fmt: skip
+    with out.work():
+        result = run_compare(cfg)
+    _show_warnings(out, result.warnings)
+    out.result(result, render_compare)
+    if not result.passed:
+        out.failure(
+            f"ΔmAP50-95 below -{max_drop} pt for: "
+            + ", ".join(r.label for r in result.rows if r.within_max_drop is False)
+        )
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------------------- entry point

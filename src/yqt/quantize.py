@@ -236,9 +236,7 @@ def match_detections(ref: np.ndarray, got: np.ndarray, score: float, iou: float)
     """Greedy one-to-one matching of confident rows, same class and IoU ≥ ``iou``. Returns (matched, total)."""
     ref = ref[ref[:, 4] >= score]
     got = got[got[:, 4] >= score * 0.9]  # a reference box just above the bar may sit just below it here
-    if not len(ref):
-        return 0, 0
-    if not len(got):
+    if not len(ref) or not len(got):
         return 0, len(ref)
     ious = _iou(ref[:, :4], got[:, :4])
     ious[ref[:, 5][:, None] != got[:, 5][None, :]] = 0.0
@@ -276,7 +274,7 @@ def detection_parity(
 
     session, report = open_session(onnx_path, providers)
     dtype = np.float16 if cand.precision == "fp16" else np.float32
-    matched = total = 0
+    matched = total = ort_total = 0
     for image in images:
         x, _ = letterbox(read_image(image), imgsz, dtype)
         with torch.no_grad():
@@ -284,17 +282,25 @@ def detection_parity(
         got = np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0][0], dtype=np.float32)
         m, n = match_detections(ref, got, PARITY_SCORE, PARITY_IOU)
         matched, total = matched + m, total + n
-    fraction = matched / total if total else 1.0
+        ort_total += int((got[:, 4] >= PARITY_SCORE).sum())
+    if total:
+        fraction, passed, note = matched / total, matched / total >= PARITY_REQUIRED, ""
+    else:
+        # Nothing confident to match (random-init weights): the backends must then agree on that too.
+        fraction, passed = 0.0, ort_total == 0
+        note = f"no reference detections at score >= {PARITY_SCORE}; ORT has {ort_total}"
     return ParityReport(
         images=len(images),
         provider=report.used[0],
         score_threshold=PARITY_SCORE,
         iou_threshold=PARITY_IOU,
         reference_detections=total,
+        ort_detections=ort_total,
         matched=matched,
         matched_fraction=fraction,
         required_fraction=PARITY_REQUIRED,
-        passed=total > 0 and fraction >= PARITY_REQUIRED,
+        passed=passed,
+        note=note,
     )
 
 
@@ -363,6 +369,7 @@ def quantize(cfg: QuantizeConfig, run: Run | None = None) -> QuantizeResult:
                 failures.append(
                     f"parity: {parity.matched}/{parity.reference_detections} detections matched "
                     f"({parity.matched_fraction:.1%} < {parity.required_fraction:.0%} at IoU ≥ {parity.iou_threshold})"
+                    + (f"; {parity.note}" if parity.note else "")
                 )
         onnx_art = opt_art = size = None
         if not failures:  # publish only what passed: a rejected file never looks valid

@@ -355,10 +355,12 @@ class ParityReport:
     score_threshold: float
     iou_threshold: float
     reference_detections: int
+    ort_detections: int
     matched: int
     matched_fraction: float
     required_fraction: float
     passed: bool
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -388,3 +390,59 @@ class QuantizeResult:
     failures: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------- compare
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    inputs: tuple[str, ...]
+    runs_dir: Path | None = None
+    baseline: str | None = None
+    force: bool = False
+    bootstrap: int = 1000
+    seed: int = 0
+    max_drop: float | None = None  # in mAP points (0.5 = 0.005 mAP)
+    plot: Path | None = None
+    markdown: Path | None = None
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    value: float
+    baseline: float
+    delta: float
+    ci95: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    label: str
+    run_id: str | None
+    name: str
+    mode: str
+    providers_used: tuple[str, ...]
+    onnx_sha256: str
+    onnx_size_bytes: int
+    latency_median_ms: float
+    num_images: int
+    image_ids_sha256: str
+    metrics_path: Path
+    is_baseline: bool
+    metrics: Mapping[str, MetricDelta]
+    ci_excludes_zero: bool | None = None
+    within_max_drop: bool | None = None
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    baseline: str
+    rows: tuple[CompareRow, ...]
+    bootstrap: int
+    seed: int
+    max_drop: float | None
+    passed: bool
+    warnings: tuple[str, ...] = ()
+    plot: Path | None = None
+    markdown: Path | None = None

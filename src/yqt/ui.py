@@ -237,7 +237,8 @@ def render_quantize(result: QuantizeResult) -> list[Any]:
             "parity PyTorch vs ORT",
             _fmt_bool(p.passed, "", "")
             + f"{p.matched}/{p.reference_detections} detections matched ({p.matched_fraction:.1%}) "
-            f"at score ≥ {p.score_threshold}, IoU ≥ {p.iou_threshold} on {p.images} images ({p.provider})",
+            f"at score ≥ {p.score_threshold}, IoU ≥ {p.iou_threshold} on {p.images} images ({p.provider})"
+            + (f"; {p.note}" if p.note else ""),
         )
     if result.onnx is not None:
         summary.add_row("qcdq onnx", str(result.onnx.path))
@@ -311,3 +312,52 @@ def render_graph(report: Any) -> list[Any]:
             diff.caption = "no per-layer differences"
         items.append(diff)
     return items
+
+
+def _delta_cell(delta: float, ci: Any) -> str:
+    colour = "green" if delta > 0 else "red" if delta < 0 else "white"
+    text = f"[{colour}]{delta * 100:+.2f}[/]"
+    if ci is not None:
+        text += f" [dim][{ci[0] * 100:+.2f}, {ci[1] * 100:+.2f}][/]"
+    return text
+
+
+def render_compare(result: Any) -> list[Any]:
+    from yqt.compare import TABLE_METRICS
+
+    table = Table(title=f"Compare vs {result.baseline} (Δ in mAP points; [95% CI], {result.bootstrap} resamples)")
+    for col in ("run", "mode", "providers", *TABLE_METRICS, "latency ms", "onnx MB"):
+        table.add_column(col, overflow="fold")
+    for r in result.rows:
+        cells = [
+            r.label + (" [bold](baseline)[/]" if r.is_baseline else ""),
+            r.mode,
+            ", ".join(p.removesuffix("ExecutionProvider") for p in r.providers_used),
+        ]
+        for m in TABLE_METRICS:
+            md = r.metrics[m]
+            cells.append(f"{md.value:.4f}" if r.is_baseline else f"{md.value:.4f}\n{_delta_cell(md.delta, md.ci95)}")
+        cells += [f"{r.latency_median_ms:.1f}", f"{r.onnx_size_bytes / 1e6:.2f}"]
+        table.add_row(*cells)
+    prov = Table(title="Provenance")
+    for col in ("run", "onnx sha256", "providers used", "images", "image ids sha256"):
+        prov.add_column(col, overflow="fold")
+    for r in result.rows:
+        prov.add_row(
+            r.label, r.onnx_sha256[:16], ", ".join(r.providers_used), str(r.num_images), r.image_ids_sha256[:16]
+        )
+    verdicts = Table(title="Verdict", show_header=False)
+    verdicts.add_column("", style="bold")
+    verdicts.add_column("", overflow="fold")
+    for r in result.rows:
+        if r.is_baseline:
+            continue
+        d = r.metrics["mAP_50_95"]
+        ci = "CI excludes zero" if r.ci_excludes_zero else "CI includes zero (not distinguishable from noise)"
+        if r.ci_excludes_zero is None:
+            ci = "no CI"
+        gate = ""
+        if r.within_max_drop is not None:
+            gate = " — [green]within --max-drop[/]" if r.within_max_drop else " — [red]below --max-drop[/]"
+        verdicts.add_row(r.label, f"ΔmAP50-95 {d.delta * 100:+.2f} pt, {ci}{gate}")
+    return [table, prov, verdicts]

@@ -16,17 +16,6 @@ pytestmark = pytest.mark.integration
 MAX_DROP = 0.003  # W8A16 may lose at most 0.3 pt mAP50-95 against the float baseline
 
 
-@pytest.fixture(scope="session")
-def w8a16(baseline_onnx: Path, coco_root: Path):
-    """W8A16 quantized into the baseline's run, parity checked on 16 real val images."""
-    from yqt.quantize import quantize
-    from yqt.records import QuantizeConfig
-    from yqt.runs import Run
-
-    run = Run.containing(baseline_onnx)
-    return quantize(QuantizeConfig(mode="w8a16", parity_images=coco_root / "val2017", providers=("cpu",)), run)
-
-
 def test_quantize_passes_gate_parity_and_publishes(w8a16):
     assert w8a16.passed, w8a16.failures
     assert w8a16.onnx.path.name == "yolov10n-w8a16-qcdq-ptq.onnx"
@@ -82,13 +71,8 @@ def test_qcdq_file_is_about_four_times_smaller(w8a16):
     assert weight_ratio > 3.5
 
 
-def test_w8a16_accuracy_within_bound_of_float(w8a16, baseline_eval, coco_root: Path):
-    from yqt.evaluate import evaluate
-    from yqt.records import EvalConfig
-    from yqt.runs import Run
-
-    run = Run.containing(w8a16.onnx.path)
-    quant = evaluate(EvalConfig(onnx=w8a16.onnx.path, coco_root=coco_root, max_images=100, providers=("cpu",)), run)
+def test_w8a16_accuracy_within_bound_of_float(w8a16_eval, baseline_eval):
+    quant = w8a16_eval
     assert quant.image_ids_sha256 == baseline_eval.image_ids_sha256
     delta = quant.metrics.mAP_50_95 - baseline_eval.metrics.mAP_50_95
     print(f"float {baseline_eval.metrics.mAP_50_95:.4f}  w8a16 {quant.metrics.mAP_50_95:.4f}  delta {delta:+.4f}")

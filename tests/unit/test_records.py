@@ -50,3 +50,20 @@ def test_provider_report_detects_fallback():
         used=("CPUExecutionProvider",),
     )
     assert not same.fell_back
+
+
+def test_parity_matching_is_one_to_one_by_class_and_iou():
+    import numpy as np
+
+    from yqt.quantize import match_detections
+
+    ref = np.array([[0, 0, 10, 10, 0.9, 1], [20, 20, 30, 30, 0.8, 2], [0, 0, 10, 10, 0.1, 1]], dtype=np.float32)
+    same = ref.copy()
+    assert match_detections(ref, same, 0.25, 0.99) == (2, 2)
+    moved = ref.copy()
+    moved[1, :4] += 2.0  # IoU drops well below 0.99
+    assert match_detections(ref, moved, 0.25, 0.99) == (1, 2)
+    relabelled = ref.copy()
+    relabelled[0, 5] = 3
+    assert match_detections(ref, relabelled, 0.25, 0.99) == (1, 2)
+    assert match_detections(ref, ref[:0], 0.25, 0.99) == (0, 2)

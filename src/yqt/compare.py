@@ -1,0 +1,392 @@
+"""Runs side by side: deltas against the baseline with paired bootstrap confidence intervals.
+
+The bootstrap resamples image ids with replacement and recomputes both runs' mAP on the same
+resample. pycocotools' per-image matching runs once per evaluation; each resample then only
+re-accumulates. An image drawn c times weighs c, and precision/recall are weighted cumulative
+sums over the fixed score order, so with every weight 1 the result is pycocotools' own number.
+Interpolated precision at recall r is the best precision at any true positive whose recall is at
+least r, so only true-positive positions are needed per resample, which keeps it vectorised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yqt.errors import YqtError
+from yqt.records import CompareConfig, CompareResult, CompareRow, MetricDelta
+from yqt.runs import MANIFEST_NAME, atomic_path, atomic_write_text, default_runs_dir, read_json
+
+log = logging.getLogger(__name__)
+
+TABLE_METRICS = ("mAP_50_95", "mAP_50", "mAP_75", "mAP_small", "mAP_medium", "mAP_large")
+CI_METRICS = ("mAP_50_95", "mAP_50")
+_REQUIRED_KEYS = ("name", "metrics", "image_ids", "image_ids_sha256", "onnx_sha256", "providers_used")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One metrics.json and where it came from."""
+
+    label: str
+    run_id: str | None
+    path: Path
+    doc: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.doc["name"])
+
+    @property
+    def mode(self) -> str:
+        model = self.doc.get("model") or {}
+        mode = model.get("yqt.mode", "")
+        precision = model.get("yqt.precision", "")
+        return f"{mode} {precision}".strip() or "unknown"
+
+
+# ------------------------------------------------------------------------------------ loading
+
+
+def load_metrics(path: Path, run_id: str | None = None) -> Evaluation:
+    doc = read_json(path, "metrics.json")
+    missing = [k for k in _REQUIRED_KEYS if not isinstance(doc, dict) or k not in doc]
+    if missing:
+        raise YqtError(f"{path} is not a yqt metrics.json (missing {', '.join(missing)})", "re-run yqt eval")
+    label = f"{run_id}/{doc['name']}" if run_id else str(doc["name"])
+    return Evaluation(label=label, run_id=run_id, path=Path(path), doc=doc)
+
+
+def _run_evaluations(run_dir: Path) -> list[Evaluation]:
+    paths = sorted(run_dir.glob("*-coco/metrics.json"))
+    if not paths:
+        raise YqtError(
+            f"run {run_dir.name} has no evaluations (no <name>-coco/metrics.json)",
+            f"score a model into it first: yqt eval MODEL.onnx --run {run_dir.name}",
+        )
+    return [load_metrics(p, run_dir.name) for p in paths]
+
+
+def resolve_inputs(inputs: Sequence[str], runs_dir: Path | None) -> list[Evaluation]:
+    """Run ids, run folders or metrics.json paths → evaluations."""
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    found: list[Evaluation] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_file():
+            run_dir = path.parent.parent
+            found.append(load_metrics(path, run_dir.name if (run_dir / MANIFEST_NAME).is_file() else None))
+        elif path.is_dir() and (path / MANIFEST_NAME).is_file():
+            found.extend(_run_evaluations(path))
+        elif (runs_dir / item / MANIFEST_NAME).is_file():
+            found.extend(_run_evaluations(runs_dir / item))
+        else:
+            raise YqtError(
+                f"unknown run or metrics file: {item}",
+                f"pass a run id under {runs_dir}, a run folder, or a metrics.json path",
+            )
+    unique = list({e.path.resolve(): e for e in found}.values())
+    if len(unique) < 2:
+        raise YqtError(
+            f"compare needs at least two evaluations, got {len(unique)}",
+            "pass a second run (or a run holding both the baseline and a quantized evaluation)",
+        )
+    return unique
+
+
+def choose_baseline(evals: list[Evaluation], wanted: str | None) -> Evaluation:
+    if wanted is not None:
+        hits = [e for e in evals if wanted in (e.label, e.name, e.run_id, str(e.path))]
+        if len(hits) != 1:
+            names = ", ".join(e.label for e in evals)
+            raise YqtError(f"--baseline {wanted!r} matches {len(hits)} evaluations", f"pick one of: {names}")
+        return hits[0]
+    hits = [e for e in evals if "-baseline-" in e.name]
+    if not hits:
+        raise YqtError(
+            "no baseline: no evaluation of a *-baseline-* model", "pass --baseline NAME (a run id or evaluation name)"
+        )
+    return hits[0]
+
+
+def pair_by_image_set(evals: list[Evaluation], baseline: Evaluation, force: bool) -> tuple[list[Evaluation], list[str]]:
+    """Keep the evaluations on the baseline's image set; others are refused unless ``force``."""
+    key = baseline.doc["image_ids_sha256"]
+    same = [e for e in evals if e.doc["image_ids_sha256"] == key]
+    other = [e for e in evals if e.doc["image_ids_sha256"] != key]
+    warnings: list[str] = []
+    if other:
+        # A run that also holds an evaluation on the baseline's set is paired by that one.
+        paired_runs = {e.run_id for e in same if e.run_id}
+        unpaired = [e for e in other if e.run_id not in paired_runs or e.run_id is None]
+        if unpaired and not force:
+            raise YqtError(
+                f"{unpaired[0].label} was scored on a different image set than {baseline.label} "
+                f"({unpaired[0].doc['num_images']} vs {baseline.doc['num_images']} images, hashes differ)",
+                "evaluate both on the same ids (same --max-images / --image-ids-list), or pass --force",
+            )
+        if unpaired:
+            warnings.append(f"--force: {len(unpaired)} evaluation(s) on other image sets get deltas but no CI")
+            same += unpaired
+    for e in same:
+        for field in ("imgsz", "conf"):
+            if e.doc.get(field) != baseline.doc.get(field):
+                warnings.append(
+                    f"{e.label}: {field} {e.doc.get(field)} differs from baseline's {baseline.doc.get(field)}"
+                )
+    providers = {tuple(e.doc["providers_used"])[:1] for e in same}
+    if len(providers) > 1:
+        warnings.append(
+            "mixed execution providers: " + ", ".join(f"{e.label}: {e.doc['providers_used'][0]}" for e in same)
+        )
+    return same, warnings
+
+
+# ------------------------------------------------------------------------------------ bootstrap
+
+
+@dataclass
+class _CategoryMatches:
+    image: np.ndarray  # (D,) image index of each detection, in pycocotools' score order
+    tp: np.ndarray  # (T, D) bool
+    ignored: np.ndarray  # (T, D) bool
+    gt_per_image: np.ndarray  # (I,) non-ignored ground truths per image
+
+
+class PerImageMatches:
+    """pycocotools' matching of one evaluation (area all, maxDets 100), kept per image."""
+
+    def __init__(self, evaluator: Any, image_ids: Sequence[int]) -> None:
+        params = evaluator.params
+        n_img = len(params.imgIds)
+        n_area = len(params.areaRng)
+        max_det = params.maxDets[-1]
+        self.n_images = n_img
+        self.iou_thresholds = np.asarray(params.iouThrs)
+        self.rec_thresholds = np.asarray(params.recThrs)
+        self.categories: list[_CategoryMatches] = []
+        n_t = len(params.iouThrs)
+        for k in range(len(params.catIds)):
+            base = k * n_area * n_img  # area index 0 = "all"
+            images, scores, tps, igns = [], [], [], []
+            gts = np.zeros(n_img, dtype=np.float64)
+            for i in range(n_img):
+                e = evaluator.evalImgs[base + i]
+                if e is None:
+                    continue
+                d = len(e["dtScores"][:max_det])
+                images.append(np.full(d, i))
+                scores.append(np.asarray(e["dtScores"][:max_det], dtype=np.float64))
+                tps.append(np.asarray(e["dtMatches"])[:, :max_det] > 0)
+                igns.append(np.asarray(e["dtIgnore"])[:, :max_det].astype(bool))
+                gts[i] = np.count_nonzero(np.asarray(e["gtIgnore"]) == 0)
+            if not images:
+                self.categories.append(
+                    _CategoryMatches(np.zeros(0, int), np.zeros((n_t, 0), bool), np.zeros((n_t, 0), bool), gts)
+                )
+                continue
+            score = np.concatenate(scores)
+            order = np.argsort(-score, kind="mergesort")  # pycocotools' order, ties included
+            self.categories.append(
+                _CategoryMatches(
+                    image=np.concatenate(images)[order],
+                    tp=np.concatenate(tps, axis=1)[:, order],
+                    ignored=np.concatenate(igns, axis=1)[:, order],
+                    gt_per_image=gts,
+                )
+            )
+
+    def mean_ap(self, weights: np.ndarray) -> np.ndarray:
+        """mAP per resample for every IoU threshold: (B, T). ``weights`` is (B, I) image counts."""
+        n_b = weights.shape[0]
+        n_t = len(self.iou_thresholds)
+        total = np.zeros((n_b, n_t))
+        valid = np.zeros((n_b, 1))
+        for cat in self.categories:
+            npig = weights @ cat.gt_per_image  # (B,)
+            ok = npig > 0
+            if not ok.any():
+                continue
+            valid[:, 0] += ok
+            if not len(cat.image):
+                continue  # ground truth but no detections: AP 0 where valid
+            w = weights[:, cat.image]  # (B, D)
+            w_cum = np.cumsum(w, axis=1)
+            for t in range(n_t):
+                total[:, t] += np.where(ok, self._ap(cat, t, w, w_cum, npig), 0.0)
+        return total / np.maximum(valid, 1) * (valid > 0) + (valid == 0) * -1.0
+
+    def _ap(self, cat: _CategoryMatches, t: int, w: np.ndarray, w_cum: np.ndarray, npig: np.ndarray) -> np.ndarray:
+        pos = np.flatnonzero(cat.tp[t] & ~cat.ignored[t])
+        if not len(pos):
+            return np.zeros(w.shape[0])
+        tp_cum = np.cumsum(w[:, pos], axis=1)
+        ign = np.flatnonzero(cat.ignored[t])
+        seen = w_cum[:, pos]
+        if len(ign):
+            ign_cum = np.concatenate([np.zeros((w.shape[0], 1)), np.cumsum(w[:, ign], axis=1)], axis=1)
+            seen = seen - ign_cum[:, np.searchsorted(ign, pos)]
+        fp_cum = seen - tp_cum
+        precision = tp_cum / (fp_cum + tp_cum + np.spacing(1))
+        recall = tp_cum / np.maximum(npig, 1e-12)[:, None]
+        best_after = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+        # First TP whose recall reaches each threshold, row by row: offset rows so one sorted search does all.
+        n_b, n_p = recall.shape
+        offsets = np.arange(n_b)[:, None] * 4.0
+        idx = np.searchsorted((recall + offsets).ravel(), (self.rec_thresholds[None, :] + offsets).ravel(), "left")
+        idx = idx.reshape(n_b, -1) - np.arange(n_b)[:, None] * n_p
+        reached = idx < n_p
+        q = np.where(reached, np.take_along_axis(best_after, np.minimum(idx, n_p - 1), axis=1), 0.0)
+        return q.mean(axis=1)
+
+
+def per_image_matches(ev: Evaluation) -> PerImageMatches:
+    from yqt.data import load_coco
+    from yqt.evaluate import _cocoeval_for
+
+    det_path = ev.doc.get("detections_path") or ev.path.with_name("detections.json")
+    ann_path = ev.doc.get("annotations_path")
+    if not Path(det_path).is_file():
+        raise YqtError(f"{ev.label}: detections file missing: {det_path}", "re-run yqt eval for this model")
+    if not ann_path or not Path(ann_path).is_file():
+        raise YqtError(f"{ev.label}: annotations file missing: {ann_path}", "keep the COCO data where eval found it")
+    detections = read_json(Path(det_path), "detections.json")
+    coco = load_coco(Path(ann_path))
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator = _cocoeval_for(coco, detections, ev.doc["image_ids"])
+        evaluator.evaluate()
+    return PerImageMatches(evaluator, ev.doc["image_ids"])
+
+
+def bootstrap_weights(n_images: int, n_resamples: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_images, size=(n_resamples, n_images))
+    weights = np.zeros((n_resamples, n_images))
+    np.add.at(weights, (np.arange(n_resamples)[:, None], draws), 1.0)
+    return weights
+
+
+def _map_pair(matches: PerImageMatches, weights: np.ndarray) -> dict[str, np.ndarray]:
+    per_t = matches.mean_ap(weights)
+    return {"mAP_50_95": per_t.mean(axis=1), "mAP_50": per_t[:, 0]}
+
+
+# ------------------------------------------------------------------------------------ the command
+
+
+def compare(cfg: CompareConfig) -> CompareResult:
+    if cfg.bootstrap < 0:
+        raise YqtError(f"--bootstrap must be >= 0, got {cfg.bootstrap}", "use --bootstrap 1000 (0 disables CIs)")
+    evals = resolve_inputs(cfg.inputs, cfg.runs_dir)
+    baseline = choose_baseline(evals, cfg.baseline)
+    evals, warnings = pair_by_image_set(evals, baseline, cfg.force)
+    ordered = [baseline] + [e for e in evals if e is not baseline]
+    cis = _confidence_intervals(ordered, cfg) if cfg.bootstrap > 0 else {}
+    rows = tuple(_row(e, baseline, cis.get(e.label), cfg.max_drop) for e in ordered)
+    passed = all(r.within_max_drop is not False for r in rows)
+    result = CompareResult(
+        baseline=baseline.label, rows=rows, bootstrap=cfg.bootstrap, seed=cfg.seed, max_drop=cfg.max_drop,
+        passed=passed, warnings=tuple(warnings), plot=cfg.plot, markdown=cfg.markdown,
+    )  # fmt: skip
+    if cfg.markdown is not None:
+        atomic_write_text(cfg.markdown, to_markdown(result))
+    if cfg.plot is not None:
+        write_plot(result, cfg.plot)
+    return result
+
+
+def _confidence_intervals(ordered: list[Evaluation], cfg: CompareConfig) -> dict[str, dict[str, tuple[float, float]]]:
+    baseline = ordered[0]
+    key = baseline.doc["image_ids_sha256"]
+    weights = bootstrap_weights(len(baseline.doc["image_ids"]), cfg.bootstrap, cfg.seed)
+    base_maps = _map_pair(per_image_matches(baseline), weights)
+    cis: dict[str, dict[str, tuple[float, float]]] = {}
+    for ev in ordered:
+        if ev.doc["image_ids_sha256"] != key:
+            continue
+        maps = base_maps if ev is baseline else _map_pair(per_image_matches(ev), weights)
+        cis[ev.label] = {
+            m: tuple(float(v) for v in np.percentile(maps[m] - base_maps[m], [2.5, 97.5]))  # type: ignore[misc]
+            for m in CI_METRICS
+        }
+    return cis
+
+
+def _row(
+    ev: Evaluation, baseline: Evaluation, ci: dict[str, tuple[float, float]] | None, max_drop: float | None
+) -> CompareRow:
+    metrics = {}
+    for m in TABLE_METRICS:
+        value, base = float(ev.doc["metrics"][m]), float(baseline.doc["metrics"][m])
+        metrics[m] = MetricDelta(value=value, baseline=base, delta=value - base, ci95=(ci or {}).get(m))
+    latency = (ev.doc.get("latency") or {}).get("median_ms", float("nan"))
+    main_ci = (ci or {}).get("mAP_50_95")
+    excludes_zero = None if main_ci is None or ev is baseline else bool(main_ci[0] > 0 or main_ci[1] < 0)
+    within = None if max_drop is None else metrics["mAP_50_95"].delta >= -max_drop / 100.0
+    return CompareRow(
+        label=ev.label, run_id=ev.run_id, name=ev.name, mode=ev.mode,
+        providers_used=tuple(ev.doc["providers_used"]), onnx_sha256=ev.doc["onnx_sha256"],
+        onnx_size_bytes=int(ev.doc.get("onnx_size_bytes") or 0), latency_median_ms=float(latency),
+        num_images=int(ev.doc.get("num_images", len(ev.doc["image_ids"]))),
+        image_ids_sha256=ev.doc["image_ids_sha256"], metrics_path=ev.path, is_baseline=ev is baseline,
+        metrics=metrics, ci_excludes_zero=excludes_zero, within_max_drop=within,
+    )  # fmt: skip
+
+
+def _pt(x: float) -> str:
+    return f"{x * 100:+.2f}"
+
+
+def to_markdown(result: CompareResult) -> str:
+    head = ["run", "mode", "providers", *TABLE_METRICS, "latency ms"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in result.rows:
+        cells = [r.label, r.mode, ", ".join(p.removesuffix("ExecutionProvider") for p in r.providers_used)]
+        for m in TABLE_METRICS:
+            md = r.metrics[m]
+            cell = f"{md.value:.4f}"
+            if not r.is_baseline:
+                cell += f" ({_pt(md.delta)} pt"
+                cell += f", CI [{_pt(md.ci95[0])}, {_pt(md.ci95[1])}])" if md.ci95 else ")"
+            cells.append(cell)
+        cells.append(f"{r.latency_median_ms:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (
+        f"Deltas in mAP points vs baseline {result.baseline}; 95% paired bootstrap CI over images, "
+        f"{result.bootstrap} resamples, seed {result.seed}."
+    )
+    return "\n".join([*lines, "", note, ""])
+
+
+def write_plot(result: CompareResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result.rows if not r.is_baseline]
+    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(rows) + 2), 3.5))
+    x = np.arange(len(rows))
+    for offset, metric in ((-0.18, "mAP_50_95"), (0.18, "mAP_50")):
+        deltas = np.array([r.metrics[metric].delta * 100 for r in rows])
+        lo = np.array([(r.metrics[metric].ci95 or (r.metrics[metric].delta,) * 2)[0] * 100 for r in rows])
+        hi = np.array([(r.metrics[metric].ci95 or (r.metrics[metric].delta,) * 2)[1] * 100 for r in rows])
+        ax.bar(x + offset, deltas, width=0.34, label=f"Δ{metric}", yerr=[deltas - lo, hi - deltas], capsize=4)
+    ax.axhline(0, color="black", linewidth=0.8)
+    if result.max_drop is not None:
+        ax.axhline(-result.max_drop, color="red", linestyle="--", linewidth=0.8, label=f"-{result.max_drop} pt")
+    ax.set_xticks(x, [r.label for r in rows], rotation=15, ha="right")
+    ax.set_ylabel("Δ vs baseline (mAP points)")
+    ax.set_title(f"vs {result.baseline} (95% bootstrap CI)")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
