@@ -55,7 +55,7 @@ def test_run_against_itself_is_zero_with_zero_ci(baseline_eval, tmp_path: Path):
     a = _copy_eval_into_run(Path(baseline_eval.metrics_path), tmp_path, "a")
     b = _copy_eval_into_run(Path(baseline_eval.metrics_path), tmp_path, "b")
     result = _compare(str(a), str(b), baseline="a", bootstrap=200)
-    row = [r for r in result.rows if not r.is_baseline][0]
+    row = next(r for r in result.rows if not r.is_baseline)
     assert row.metrics["mAP_50_95"].delta == 0.0
     assert row.metrics["mAP_50_95"].ci95 == (0.0, 0.0)
     assert row.ci_excludes_zero is False
@@ -101,7 +101,7 @@ def test_degraded_detections_give_a_ci_below_zero_and_fail_max_drop(baseline_eva
     )  # fmt: skip
     assert out.returncode == 1, out.stderr
     doc = json.loads(out.stdout)
-    row = [r for r in doc["rows"] if not r["is_baseline"]][0]
+    row = next(r for r in doc["rows"] if not r["is_baseline"])
     assert row["metrics"]["mAP_50_95"]["ci95"][1] < 0
     assert row["ci_excludes_zero"] is True and row["within_max_drop"] is False
     for key in ("value", "baseline", "delta", "ci95"):
