@@ -1,0 +1,58 @@
+"""The CUDA-only checks, as one prepared script for a lent GPU machine (never part of the tests).
+
+1. ``yqt export`` in auto mode: CUDA FP16 expected, or the fallback recorded with its reason;
+2. ``yqt quantize --mode w8a16`` in auto mode: the same device choice for the Brevitas export;
+3. ``yqt smoke --require-cuda`` on both files: exit 1 if CUDA did not attach;
+4. ``yqt eval`` on the CUDA execution provider (first 100 ids when the dev set is present).
+
+    python benchmarks/gpu_check.py [--coco-root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def yqt(*args: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "yqt", *args, "--json"], capture_output=True, text=True)
+    sys.stderr.write(proc.stderr[-2000:])
+    print(f"$ yqt {' '.join(args)}  -> exit {proc.returncode}")
+    return json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--coco-root", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/coco2017-mini"
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        common = ("--runs-dir", tmp, "--run", "gpu")
+        exp = yqt("export", *common)
+        for a in exp.get("device_choice", {}).get("attempts", []):
+            print(f"  export {a['device']} {a['precision']}: {a['outcome']} ({a['reason']})")
+        quant = yqt("quantize", "--mode", "w8a16", *common)
+        for a in quant.get("device_choice", {}).get("attempts", []):
+            print(f"  quantize {a['device']} {a['precision']}: {a['outcome']} ({a['reason']})")
+        for model in sorted((Path(tmp) / "gpu" / "onnx").glob("*.onnx")):
+            smoke = yqt("smoke", str(model), "--require-cuda", *common)
+            if smoke:
+                print(
+                    f"  {model.name}: used {smoke['providers']['used']}, median {smoke['latency']['median_ms']:.2f} ms"
+                )
+            if (args.coco_root / "annotations").is_dir():
+                ev = yqt("eval", str(model), "--coco-root", str(args.coco_root), "--max-images", "100", *common)
+                if ev:
+                    print(
+                        f"  eval {model.name}: mAP50-95 {ev['metrics']['mAP_50_95']:.4f} on {ev['providers_used']}, "
+                        f"median {ev['latency']['median_ms']:.2f} ms"
+                    )
+
+
+if __name__ == "__main__":
+    main()

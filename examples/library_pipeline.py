@@ -1,0 +1,35 @@
+"""The whole pipeline through the library, without the CLI: export, quantize, score, compare.
+
+    python examples/library_pipeline.py ../shared/data/coco2017-mini
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from yqt.compare import compare
+from yqt.evaluate import evaluate
+from yqt.export import export_baseline
+from yqt.quantize import quantize
+from yqt.records import CompareConfig, EvalConfig, ExportConfig, QuantizeConfig
+from yqt.runs import Run
+
+
+def main(coco_root: Path) -> None:
+    run = Run.open(Path("runs"), "library-example")
+    baseline = export_baseline(ExportConfig(), run)
+    quantized = quantize(QuantizeConfig(mode="w8a16"), run)
+    if not quantized.passed:
+        raise SystemExit("quantize failed: " + "; ".join(quantized.failures))
+    for model in (baseline.onnx.path, quantized.onnx.path):
+        result = evaluate(EvalConfig(onnx=model, coco_root=coco_root, max_images=100), run)
+        print(f"{result.name}: mAP50-95 {result.metrics.mAP_50_95:.4f} on {result.providers_used[0]}")
+    report = compare(CompareConfig(inputs=(str(run.root),), max_drop=0.5))
+    for row in report.rows[1:]:
+        d = row.metrics["mAP_50_95"]
+        print(f"{row.label}: {d.delta * 100:+.2f} pt, 95% CI [{d.ci95[0] * 100:+.2f}, {d.ci95[1] * 100:+.2f}]")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/coco2017-mini"))
