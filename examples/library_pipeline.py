@@ -1,6 +1,6 @@
 """The whole pipeline through the library, without the CLI: export, quantize, score, compare.
 
-    python examples/library_pipeline.py ../shared/data/coco2017-mini
+python examples/library_pipeline.py ../shared/data/coco2017-mini
 """
 
 from __future__ import annotations

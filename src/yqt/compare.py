@@ -163,7 +163,7 @@ class _CategoryMatches:
 class PerImageMatches:
     """pycocotools' matching of one evaluation (area all, maxDets 100), kept per image."""
 
-    def __init__(self, evaluator: Any, image_ids: Sequence[int]) -> None:
+    def __init__(self, evaluator: Any) -> None:
         params = evaluator.params
         n_img = len(params.imgIds)
         n_area = len(params.areaRng)
@@ -262,7 +262,7 @@ def per_image_matches(ev: Evaluation) -> PerImageMatches:
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator = _cocoeval_for(coco, detections, ev.doc["image_ids"])
         evaluator.evaluate()
-    return PerImageMatches(evaluator, ev.doc["image_ids"])
+    return PerImageMatches(evaluator)
 
 
 def bootstrap_weights(n_images: int, n_resamples: int, seed: int) -> np.ndarray:

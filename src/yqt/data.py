@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,6 +246,3 @@ def prefetch_images(
             if nxt is not None:
                 pending.append(pool.submit(prepare, nxt))
             yield ready
-
-
-ProgressFn = Callable[[int, int], None]
