@@ -9,11 +9,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from yqt.errors import YqtError
+
+if TYPE_CHECKING:  # rich and the records stay unimported until a command runs
+    from yqt.records import ExportDevice
+    from yqt.ui import Output
 
 app = typer.Typer(
     name="yqt",
@@ -52,7 +56,7 @@ OnnxArg = Annotated[Path, typer.Argument(help="ONNX model file.", show_default=F
 ImageOpt = Annotated[Path | None, typer.Option("--image", help="Image file [default: Ultralytics assets/bus.jpg].")]
 
 
-def _device(value: str) -> object:
+def _device(value: str) -> ExportDevice:
     from yqt.records import ExportDevice
 
     try:
@@ -61,15 +65,10 @@ def _device(value: str) -> object:
         raise YqtError(f"unknown --device {value!r}", "use auto, cpu or cuda") from None
 
 
-def _output(json_mode: bool) -> object:
+def _output(json_mode: bool) -> Output:
     from yqt.ui import Output
 
     return Output(json_mode)
-
-
-def _show_warnings(out: object, warnings: tuple[str, ...]) -> None:
-    for w in warnings:
-        out.warn(w)  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------------------- commands
@@ -154,6 +153,7 @@ def eval_(
         Path | None, typer.Option("--image-ids-list", help="File of image ids to score (one per line).")
     ] = None,
     conf: Annotated[float, typer.Option("--conf", help="Keep detections with score > conf.")] = 0.001,
+    max_det: Annotated[int, typer.Option("--max-det", help="Keep at most this many detections per image.")] = 300,
     providers: Providers = "cuda,cpu",
     name: Annotated[str | None, typer.Option("--name", help="Evaluation name [default: ONNX file stem].")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Image decoding threads (0: none).")] = 2,
@@ -177,6 +177,7 @@ def eval_(
         max_images=max_images,
         image_ids_list=image_ids_list,
         conf=conf,
+        max_det=max_det,
         providers=parse_providers(providers),
         name=name,
         workers=workers,
@@ -184,7 +185,7 @@ def eval_(
     target = Run.for_artifact(onnx, runs_dir, run)
     with out.work(), out.progress("eval") as progress:
         result = evaluate(cfg, target, progress)
-    _show_warnings(out, result.warnings)
+    out.warn_all(result.warnings)
     out.result(result, render_eval)
 
 
@@ -229,7 +230,7 @@ def quantize(
     target = Run.open(runs_dir, run)
     with out.work():
         result = run_quantize(cfg, target)
-    _show_warnings(out, result.warnings)
+    out.warn_all(result.warnings)
     out.result(result, render_quantize)
     out.note(f"run: {target.root}")
     if not result.passed:
@@ -255,7 +256,7 @@ def inspect_graph(
     target = Run.open(runs_dir, run) if run is not None else None
     with out.work():
         report = inspect_and_record(model, only=only, diff=diff, run=target)
-    _show_warnings(out, report.warnings)
+    out.warn_all(report.warnings)
     out.result(report, render_graph)
 
 
@@ -286,7 +287,7 @@ def compare(
     )  # fmt: skip
     with out.work():
         result = run_compare(cfg)
-    _show_warnings(out, result.warnings)
+    out.warn_all(result.warnings)
     out.result(result, render_compare)
     if not result.passed:
         out.failure(

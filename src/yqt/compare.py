@@ -125,7 +125,7 @@ def pair_by_image_set(evals: list[Evaluation], baseline: Evaluation, force: bool
     if other:
         # A run that also holds an evaluation on the baseline's set is paired by that one.
         paired_runs = {e.run_id for e in same if e.run_id}
-        unpaired = [e for e in other if e.run_id not in paired_runs or e.run_id is None]
+        unpaired = [e for e in other if e.run_id not in paired_runs]
         if unpaired and not force:
             raise YqtError(
                 f"{unpaired[0].label} was scored on a different image set than {baseline.label} "
@@ -221,7 +221,8 @@ class PerImageMatches:
             w_cum = np.cumsum(w, axis=1)
             for t in range(n_t):
                 total[:, t] += np.where(ok, self._ap(cat, t, w, w_cum, npig), 0.0)
-        return total / np.maximum(valid, 1) * (valid > 0) + (valid == 0) * -1.0
+        # pycocotools reports -1 when no category has ground truth in the (re)sample.
+        return np.where(valid > 0, total / np.maximum(valid, 1), -1.0)
 
     def _ap(self, cat: _CategoryMatches, t: int, w: np.ndarray, w_cum: np.ndarray, npig: np.ndarray) -> np.ndarray:
         pos = np.flatnonzero(cat.tp[t] & ~cat.ignored[t])
@@ -249,7 +250,7 @@ class PerImageMatches:
 
 def per_image_matches(ev: Evaluation) -> PerImageMatches:
     from yqt.data import load_coco
-    from yqt.evaluate import _cocoeval_for
+    from yqt.evaluate import cocoeval_for
 
     det_path = ev.doc.get("detections_path") or ev.path.with_name("detections.json")
     ann_path = ev.doc.get("annotations_path")
@@ -260,7 +261,7 @@ def per_image_matches(ev: Evaluation) -> PerImageMatches:
     detections = read_json(Path(det_path), "detections.json")
     coco = load_coco(Path(ann_path))
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluator = _cocoeval_for(coco, detections, ev.doc["image_ids"])
+        evaluator = cocoeval_for(coco, detections, ev.doc["image_ids"])
         evaluator.evaluate()
     return PerImageMatches(evaluator)
 

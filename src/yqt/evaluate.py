@@ -100,7 +100,7 @@ def _empty_results(coco: Any) -> Any:
     return empty
 
 
-def _cocoeval_for(coco: Any, detections: Sequence[dict[str, Any]], image_ids: Sequence[int]) -> Any:
+def cocoeval_for(coco: Any, detections: Sequence[dict[str, Any]], image_ids: Sequence[int]) -> Any:
     from pycocotools.cocoeval import COCOeval
 
     dt = coco.loadRes(list(detections)) if detections else _empty_results(coco)
@@ -113,7 +113,7 @@ def run_cocoeval(coco: Any, detections: Sequence[dict[str, Any]], image_ids: Seq
     """COCOeval bbox over exactly ``image_ids`` in one go. Returns the evaluator and its summary text."""
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        evaluator = _cocoeval_for(coco, detections, image_ids)
+        evaluator = cocoeval_for(coco, detections, image_ids)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
@@ -135,10 +135,8 @@ class IncrementalCocoEval:
         self.chunk = chunk
         self._pending_ids: list[int] = []
         self._pending_dets: list[dict[str, Any]] = []
-        self._parts: list[tuple[int, list[Any]]] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="yqt-cocoeval")
         self._futures: list[Any] = []
-        self._template: Any = None
 
     def add(self, image_id: int, detections: list[dict[str, Any]]) -> None:
         self._pending_ids.append(image_id)
@@ -154,7 +152,7 @@ class IncrementalCocoEval:
 
     def _match(self, ids: list[int], dets: list[dict[str, Any]]) -> tuple[int, list[Any], Any]:
         with contextlib.redirect_stdout(io.StringIO()):
-            evaluator = _cocoeval_for(self.coco, dets, ids)
+            evaluator = cocoeval_for(self.coco, dets, ids)
             evaluator.evaluate()
         return len(ids), evaluator.evalImgs, evaluator
 
@@ -166,7 +164,7 @@ class IncrementalCocoEval:
             self._pool.shutdown(wait=True)
         if sum(n for n, _, _ in parts) != len(self.image_ids):
             raise RuntimeError("incremental COCOeval saw a different image set than it was given")
-        final = parts[0][2] if parts else _cocoeval_for(self.coco, [], self.image_ids)
+        final = parts[0][2] if parts else cocoeval_for(self.coco, [], self.image_ids)
         n_cats = len(final.params.catIds)
         n_areas = len(final.params.areaRng)
         spliced: list[Any] = []
@@ -198,10 +196,10 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
     require_contract(session, Path(cfg.onnx))
     input_name, imgsz, dtype = input_spec(session)
     name = cfg.name or Path(cfg.onnx).stem
-    for warning in selection.warnings:
-        log.warning(warning)
 
     with maybe_step(run, f"eval-{name}", cfg) as step:
+        for warning in selection.warnings:
+            log.warning(warning)
         session.run(None, {input_name: np.zeros((1, 3, imgsz, imgsz), dtype=dtype)})  # warm-up, untimed
         matcher = IncrementalCocoEval(coco, selection.ids)
         detections, run_times, loop_s = _infer(session, input_name, items, imgsz, dtype, cfg, matcher, progress)
@@ -245,7 +243,7 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
         if run is not None:
             result = _write_eval_files(run, result, detections)
             for path, kind in ((result.detections_path, "detections"), (result.metrics_path, "metrics")):
-                record_artifact(run, step, path, kind)
+                record_artifact(step, path, kind)
             if step is not None:
                 step.summary.update(
                     mAP_50_95=result.metrics.mAP_50_95,

@@ -53,6 +53,15 @@ class Candidate:
     precision: str
     skip_reason: str | None = None
 
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The ORT provider that checks a file exported here: the same device, no silent fallback."""
+        return ("cuda",) if self.device == "cuda" else ("cpu",)
+
+    @property
+    def input_dtype(self) -> Any:
+        return np.float16 if self.precision == "fp16" else np.float32
+
 
 ExportFn = Callable[[Any, Any, Path], None]
 
@@ -184,23 +193,27 @@ def _on_device(module: Any, cand: Candidate) -> Any:
     return moved.half() if cand.precision == "fp16" else moved
 
 
+def torch_and_ort_outputs(module: Any, session: Any, image: Path, imgsz: int, cand: Candidate) -> tuple[Any, Any]:
+    """The same letterboxed real image through PyTorch and through ORT: ``(reference, onnx)`` float32."""
+    import torch
+
+    x, _ = letterbox(read_image(image), imgsz, cand.input_dtype)
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x).to(cand.device)).float().cpu().numpy()
+    got = np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0], dtype=np.float32)
+    return ref, got
+
+
 def verify_against_torch(module: Any, onnx_path: Path, image: Path, imgsz: int, cand: Candidate) -> ExportVerification:
-    """Run the same letterboxed real image through PyTorch and ORT and compare the outputs.
+    """Compare PyTorch and ORT outputs on one real image.
 
     The low-score tail of the top-300 may reorder between backends, so the pass/fail bound is on
     the confident rows (score >= 0.25); the full-tensor difference is recorded too.
     """
-    import torch
-
     from yqt.runtime import open_session
 
-    dtype = np.float16 if cand.precision == "fp16" else np.float32
-    x, _ = letterbox(read_image(image), imgsz, dtype)
-    with torch.no_grad():
-        ref = module(torch.from_numpy(x).to(cand.device)).float().cpu().numpy()
-    providers = ("cuda",) if cand.device == "cuda" else ("cpu",)
-    session, report = open_session(onnx_path, providers)
-    got = np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0], dtype=np.float32)
+    session, report = open_session(onnx_path, cand.providers)
+    ref, got = torch_and_ort_outputs(module, session, image, imgsz, cand)
     if got.shape != ref.shape:
         raise RuntimeError(f"ONNX output shape {got.shape} differs from PyTorch {ref.shape}")
     confident = ref[0, :, 4] >= CONFIDENT_SCORE
@@ -223,7 +236,8 @@ class ExportOutcome:
     tmp_path: Path
     choice: DeviceChoice
     verification: ExportVerification
-    module: Any
+    module: Any  # the module as exported: on the chosen device, in the chosen precision
+    candidate: Candidate
 
 
 def export_with_fallback(
@@ -234,7 +248,6 @@ def export_with_fallback(
     verify_image: Path,
     workdir: Path,
     requested: tuple[ExportDevice, bool | None],
-    extra_check: Callable[[Path, Candidate], None] | None = None,
 ) -> ExportOutcome:
     """Try each candidate in order; the first that exports and verifies is chosen."""
     import torch
@@ -250,8 +263,6 @@ def export_with_fallback(
             dtype = torch.float16 if cand.precision == "fp16" else torch.float32
             example = torch.zeros(1, 3, imgsz, imgsz, device=cand.device, dtype=dtype)
             export_fn(moved, example, path)
-            if extra_check is not None:
-                extra_check(path, cand)
             verification = verify_against_torch(moved, path, verify_image, imgsz, cand)
             if not verification.ok:
                 raise RuntimeError(
@@ -272,7 +283,7 @@ def export_with_fallback(
             device=cand.device,
             precision=cand.precision,
         )
-        return ExportOutcome(tmp_path=path, choice=choice, verification=verification, module=moved)
+        return ExportOutcome(tmp_path=path, choice=choice, verification=verification, module=moved, candidate=cand)
     summary = "; ".join(f"{a.device} {a.precision}: {a.reason}" for a in attempts)
     raise YqtError(f"export failed on every device ({summary})", "see the step log in the run's logs/ folder")
 
@@ -303,14 +314,15 @@ def export_baseline(cfg: ExportConfig, run: Run | None = None) -> ExportResult:
         )
         embed_metadata(outcome.tmp_path, model_metadata(detector, "baseline", outcome.choice.precision))
         target = publish(outcome.tmp_path, out_dir / f"{detector.stem}-baseline-{outcome.choice.precision}.onnx")
+        artifact = file_artifact(target)
         result = ExportResult(
             model=detector.info,
-            onnx=file_artifact(target),
+            onnx=artifact,
             device_choice=outcome.choice,
             verification=outcome.verification,
             contract=detector.contract,
         )
-        record_artifact(run, step, target, "onnx")
+        record_artifact(step, artifact, "onnx")
         if step is not None:
             step.summary.update(
                 device=outcome.choice.device,

@@ -18,7 +18,6 @@ from yqt.errors import YqtError
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear", "Clip")
-_PASS_THROUGH = ("Clip", "Reshape", "Transpose", "Identity", "Cast", "Unsqueeze")
 _MODULE_RE = re.compile(r"(?:^|/)(model\.\d+)(?:/|$)")
 _INT_DTYPES = {"int8": 8, "uint8": 8, "int4": 4, "uint4": 4, "int16": 16, "uint16": 16, "int32": 32}
 
@@ -122,7 +121,7 @@ class _Graph:
                 return helper.get_attribute_value(a)
         return default
 
-    def upstream(self, tensor: str, ops: tuple[str, ...] = _PASS_THROUGH) -> tuple[Any | None, list[Any]]:
+    def upstream(self, tensor: str, ops: tuple[str, ...]) -> tuple[Any | None, list[Any]]:
         """Walk up through pass-through ops; return (first other producer or None, the ops passed)."""
         passed: list[Any] = []
         node = self.producer.get(tensor)
@@ -412,7 +411,7 @@ def inspect_and_record(path: Path, only: str | None = None, diff: Path | None = 
         stem = Path(path).stem
         with maybe_step(run, f"inspect-{stem}", {"model": str(path), "only": only, "diff": diff}) as step:
             out = atomic_write_json(run.root / "graph" / f"{stem}.json", report)
-            record_artifact(run, step, out, "graph-census")
+            record_artifact(step, out, "graph-census")
             if step is not None:
                 step.summary.update(quantized_layers=report.summary.quantized_layers, warnings=list(report.warnings))
     return report

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from yqt.data import default_smoke_image, letterbox, read_image
+from yqt.data import default_smoke_image, read_image
 from yqt.errors import YqtError
 from yqt.export import (
     INPUT_NAME,
@@ -30,8 +30,9 @@ from yqt.export import (
     model_metadata,
     plan_devices,
     publish,
+    torch_and_ort_outputs,
 )
-from yqt.graph import GraphReport, inspect_graph
+from yqt.graph import inspect_graph
 from yqt.models import check_output_shape, load_detector
 from yqt.modes import QuantMode, get_mode
 from yqt.records import (
@@ -179,7 +180,7 @@ def simplify(src: Path, dst: Path) -> None:
 
 def run_gate(
     path: Path, mode: QuantMode, expected_quantized: int, expected_float: int, label: str | None = None
-) -> tuple[GateReport, GraphReport]:
+) -> GateReport:
     """The checks a quantized export must pass before it counts."""
     import onnx
 
@@ -216,7 +217,7 @@ def run_gate(
         GateCheck("no_quantize_linear", s.quantize_linear == 0 or not mode.weight_only, q_detail),
         GateCheck("output_contract", contract.ok, contract.detail),
     ]  # fmt: skip
-    return GateReport(target=label or path.name, checks=tuple(checks)), census
+    return GateReport(target=label or path.name, checks=tuple(checks))
 
 
 # ------------------------------------------------------------------------------------ parity
@@ -265,24 +266,16 @@ def parity_images(folder: Path | None, limit: int) -> list[Path]:
     return images
 
 
-def detection_parity(
-    module: Any, onnx_path: Path, images: list[Path], imgsz: int, cand: Candidate, providers: tuple[str, ...]
-) -> ParityReport:
-    import torch
-
+def detection_parity(module: Any, onnx_path: Path, images: list[Path], imgsz: int, cand: Candidate) -> ParityReport:
     from yqt.runtime import open_session
 
-    session, report = open_session(onnx_path, providers)
-    dtype = np.float16 if cand.precision == "fp16" else np.float32
+    session, report = open_session(onnx_path, cand.providers)
     matched = total = ort_total = 0
     for image in images:
-        x, _ = letterbox(read_image(image), imgsz, dtype)
-        with torch.no_grad():
-            ref = module(torch.from_numpy(x).to(cand.device)).float().cpu().numpy()[0]
-        got = np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0][0], dtype=np.float32)
-        m, n = match_detections(ref, got, PARITY_SCORE, PARITY_IOU)
+        ref, got = torch_and_ort_outputs(module, session, image, imgsz, cand)
+        m, n = match_detections(ref[0], got[0], PARITY_SCORE, PARITY_IOU)
         matched, total = matched + m, total + n
-        ort_total += int((got[:, 4] >= PARITY_SCORE).sum())
+        ort_total += int((got[0, :, 4] >= PARITY_SCORE).sum())
     if total:
         fraction, passed, note = matched / total, matched / total >= PARITY_REQUIRED, ""
     else:
@@ -352,18 +345,17 @@ def quantize(cfg: QuantizeConfig, run: Run | None = None) -> QuantizeResult:
         embed_metadata(outcome.tmp_path, model_metadata(detector, mode.name, outcome.choice.precision))
         timings["export_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        gate, _ = run_gate(outcome.tmp_path, mode, n_quant, n_float, f"{name}.onnx")
+        gate = run_gate(outcome.tmp_path, mode, n_quant, n_float, f"{name}.onnx")
         opt_tmp = Path(work) / "opt.onnx"
         simplify(outcome.tmp_path, opt_tmp)
-        gate_opt, _ = run_gate(opt_tmp, mode, n_quant, n_float, f"{name}-opt.onnx")
+        gate_opt = run_gate(opt_tmp, mode, n_quant, n_float, f"{name}-opt.onnx")
         timings["gate_s"] = time.perf_counter() - t
         failures += [f"gate ({gate.target}): {c.name}: {c.detail}" for c in gate.checks if not c.ok]
         failures += [f"gate ({gate_opt.target}): {c.name}: {c.detail}" for c in gate_opt.checks if not c.ok]
         parity = None
         if not failures:
             t = time.perf_counter()
-            providers = ("cuda",) if outcome.choice.device == "cuda" else ("cpu",)
-            parity = detection_parity(outcome.module, outcome.tmp_path, images, cfg.imgsz, _chosen(outcome), providers)
+            parity = detection_parity(outcome.module, outcome.tmp_path, images, cfg.imgsz, outcome.candidate)
             timings["parity_s"] = time.perf_counter() - t
             if not parity.passed:
                 failures.append(
@@ -377,8 +369,8 @@ def quantize(cfg: QuantizeConfig, run: Run | None = None) -> QuantizeResult:
             opt_target = publish(opt_tmp, out_dir / f"{name}-opt.onnx")
             onnx_art, opt_art = file_artifact(target), file_artifact(opt_target)
             size = _size_report(target, opt_target, run, detector.stem, detector.info.parameters)
-            record_artifact(run, step, target, "onnx")
-            record_artifact(run, step, opt_target, "onnx-opt")
+            record_artifact(step, onnx_art, "onnx")
+            record_artifact(step, opt_art, "onnx-opt")
         if step is not None:
             step.summary.update(
                 passed=not failures, failures=failures, quantized_layers=n_quant, float_layers=n_float,
@@ -412,7 +404,3 @@ def quantize(cfg: QuantizeConfig, run: Run | None = None) -> QuantizeResult:
         warnings=notes,
         timings=timings,
     )
-
-
-def _chosen(outcome: Any) -> Candidate:
-    return Candidate(outcome.choice.device, outcome.choice.precision)

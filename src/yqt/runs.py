@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,15 +116,17 @@ class StepHandle:
     """What a running step may add to the manifest."""
 
     name: str
+    root: Path
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
 
-    def add_artifact(self, path: Path, kind: str, root: Path) -> None:
-        art = file_artifact(path)
+    def add_artifact(self, artifact: Path | FileArtifact, kind: str) -> None:
+        """Record a file of this step; pass a :class:`FileArtifact` already made to skip re-hashing."""
+        art = artifact if isinstance(artifact, FileArtifact) else file_artifact(artifact)
         self.artifacts.append(
             {
                 "kind": kind,
-                "path": _relative(art.path, root),
+                "path": _relative(art.path, self.root),
                 "sha256": art.sha256,
                 "size_bytes": art.size_bytes,
             }
@@ -241,19 +244,21 @@ class Run:
         self._ensure()
         config_json = to_jsonable(config)
         atomic_write_json(self.config_path(name), config_json)
+        started = now_iso()
         record: dict[str, Any] = {
-            "id": f"{name}@{now_iso()}",
+            # Unique even for two runs of the same step within one second.
+            "id": f"{name}@{started}#{uuid.uuid4().hex[:8]}",
             "name": name,
             "config": config_json,
             "config_path": self.relative(self.config_path(name)),
             "log_path": self.relative(self.log_path(name)),
-            "started": now_iso(),
+            "started": started,
             "ended": None,
             "status": "running",
             "artifacts": [],
         }
         self._save_step(record)
-        handle = StepHandle(name)
+        handle = StepHandle(name, self.root)
         with _step_log(self.log_path(name)):
             log.info("step %s started in run %s", name, self.run_id)
             try:
@@ -269,18 +274,16 @@ class Run:
                 record.update(ended=now_iso(), artifacts=handle.artifacts, summary=to_jsonable(handle.summary))
                 self._save_step(record)
 
-    def add_artifact(self, handle: StepHandle, path: Path, kind: str) -> None:
-        handle.add_artifact(path, kind, self.root)
-
 
 def maybe_step(run: Run | None, name: str, config: Any) -> contextlib.AbstractContextManager[StepHandle | None]:
     """``run.step(...)`` for library calls that may run without a run root."""
     return run.step(name, config) if run is not None else contextlib.nullcontext(None)
 
 
-def record_artifact(run: Run | None, step: StepHandle | None, path: Path, kind: str) -> None:
-    if run is not None and step is not None:
-        run.add_artifact(step, path, kind)
+def record_artifact(step: StepHandle | None, artifact: Path | FileArtifact, kind: str) -> None:
+    """``step.add_artifact(...)`` when there is a step (library calls may run without a run)."""
+    if step is not None:
+        step.add_artifact(artifact, kind)
 
 
 @contextlib.contextmanager

@@ -242,8 +242,7 @@ def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
             failure=failure,
         )
         if run is not None:
-            path = atomic_write_json(run.root / "smoke" / f"{onnx_path.stem}.json", result)
-            record_artifact(run, step, path, "smoke")
+            record_artifact(step, atomic_write_json(run.root / "smoke" / f"{onnx_path.stem}.json", result), "smoke")
         if step is not None:
             step.summary.update(passed=result.passed, providers_used=report.used, detections=result.num_detections)
         return result

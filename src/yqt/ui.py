@@ -51,6 +51,10 @@ class Output:
     def warn(self, message: str) -> None:
         self.err.print(f"[yellow]warning:[/] {message}")
 
+    def warn_all(self, messages: Sequence[str]) -> None:
+        for message in messages:
+            self.warn(message)
+
     def note(self, message: str) -> None:
         self.err.print(message)
 

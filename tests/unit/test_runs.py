@@ -15,7 +15,7 @@ def test_new_run_is_not_created_until_a_step_starts(tmp_path: Path):
     with run.step("export", {"a": 1}) as step:
         target = run.onnx_dir / "m.onnx"
         target.write_bytes(b"x")
-        run.add_artifact(step, target, "onnx")
+        step.add_artifact(target, "onnx")
     manifest = json.loads(run.manifest_path.read_text())
     (entry,) = manifest["steps"]
     assert entry["status"] == "ok" and entry["ended"]
