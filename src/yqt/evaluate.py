@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +191,8 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
     coco = load_coco(paths.annotations)
     selection = select_image_ids(coco.getImgIds(), cfg.max_images, ids_list)
     items = _image_items(coco, selection.ids, paths.images_dir)
-    session, providers = open_session(Path(cfg.onnx), cfg.providers)
+    # No spinning: decoding and COCO matching run beside inference on the same cores (7% faster here).
+    session, providers = open_session(Path(cfg.onnx), cfg.providers, spin=False)
     require_contract(session, Path(cfg.onnx))
     input_name, imgsz, dtype = input_spec(session)
     name = cfg.name or Path(cfg.onnx).stem
@@ -207,6 +207,12 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
         evaluator, summary_text = matcher.finish()
         cocoeval_s = time.perf_counter() - t_coco
         log.info("COCOeval summary:\n%s", summary_text)
+        folder = run.eval_dir(name) if run is not None else None
+        if folder is not None:  # bulk files first; metrics.json, written last, marks the eval complete
+            atomic_write_json(folder / "detections.json", detections, compact=True)
+            atomic_write_json(
+                folder / "image_ids.json", {"image_ids": selection.ids, "sha256": ids_sha256(selection.ids)}
+            )
         result = EvalResult(
             name=name,
             metrics=CocoMetrics.from_stats(evaluator.stats),
@@ -238,10 +244,13 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             config=cfg,
             created=now_iso(),
             warnings=selection.warnings,
+            detections_path=(folder / "detections.json").resolve() if folder else None,
+            metrics_path=(folder / "metrics.json").resolve() if folder else None,
             run_id=run.run_id if run is not None else None,
         )
-        if run is not None:
-            result = _write_eval_files(run, result, detections)
+        if folder is not None:
+            atomic_write_json(folder / "metrics.json", result)
+            log.info("wrote %s", result.metrics_path)
             for path, kind in ((result.detections_path, "detections"), (result.metrics_path, "metrics")):
                 record_artifact(step, path, kind)
             if step is not None:
@@ -288,15 +297,3 @@ def _infer(
         if progress is not None:
             progress(done, len(items))
     return detections, run_times, time.perf_counter() - t_loop
-
-
-def _write_eval_files(run: Run, result: EvalResult, detections: list[dict[str, Any]]) -> EvalResult:
-    """detections.json and image_ids.json first, metrics.json last: its presence means complete."""
-    folder = run.eval_dir(result.name)
-    det_path = atomic_write_json(folder / "detections.json", detections)
-    atomic_write_json(folder / "image_ids.json", {"image_ids": result.image_ids, "sha256": result.image_ids_sha256})
-    metrics_path = folder / "metrics.json"
-    result = replace(result, detections_path=det_path.resolve(), metrics_path=metrics_path.resolve())
-    atomic_write_json(metrics_path, result)
-    log.info("wrote %s", metrics_path)
-    return result
