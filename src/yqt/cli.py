@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -63,6 +63,14 @@ def _device(value: str) -> ExportDevice:
         return ExportDevice(value.lower())
     except ValueError:
         raise YqtError(f"unknown --device {value!r}", "use auto, cpu or cuda") from None
+
+
+def _choice(enum_type: Any, value: str, option: str) -> Any:
+    try:
+        return enum_type(value.lower())
+    except ValueError:
+        allowed = " or ".join(e.value for e in enum_type)
+        raise YqtError(f"unknown {option} {value!r}", f"use {allowed}") from None
 
 
 def _output(json_mode: bool) -> Output:
@@ -157,6 +165,9 @@ def eval_(
     providers: Providers = "cuda,cpu",
     name: Annotated[str | None, typer.Option("--name", help="Evaluation name [default: ONNX file stem].")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Image decoding threads (0: none).")] = 2,
+    force: Annotated[
+        bool, typer.Option("--force", help="Score even images the model was calibrated on (inflates mAP).")
+    ] = False,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
@@ -181,6 +192,7 @@ def eval_(
         providers=parse_providers(providers),
         name=name,
         workers=workers,
+        force=force,
     )
     target = Run.for_artifact(onnx, runs_dir, run)
     with out.work(), out.progress("eval") as progress:
@@ -195,16 +207,44 @@ def _not_yet(command: str, issue: str) -> None:
 
 @app.command()
 def quantize(
-    mode: Annotated[str, typer.Option("--mode", help="w8a16 (available) | w8a8 | w4a16 | w4a8")] = "w8a16",
+    mode: Annotated[
+        str, typer.Option("--mode", help="w8a16 | w8a8 | w4a16 | w4a8 (weights a activations, in bits).")
+    ] = "w8a16",
     weights: Weights = None,
     imgsz: Imgsz = 640,
+    coco_root: Annotated[
+        Path | None, typer.Option("--coco-root", help="COCO root; calibration uses its train2017/.")
+    ] = None,
+    calib_dir: Annotated[
+        Path | None, typer.Option("--calib-dir", help="Calibration image folder [default: <coco-root>/train2017].")
+    ] = None,
+    calib_images: Annotated[
+        int, typer.Option("--calib-images", help="Calibration images: the first N files by name.")
+    ] = 64,
+    keep_8bit: Annotated[
+        list[str] | None,
+        typer.Option("--keep-8bit", help="Glob on module names kept at 8-bit weights in w4 modes (repeatable)."),
+    ] = None,
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", help="Glob on module names to keep float (repeatable).")
     ] = None,
+    gptq: Annotated[
+        bool, typer.Option("--gptq/--no-gptq", help="GPTQ for 4-bit weights (else round-to-nearest).")
+    ] = True,
+    act_order: Annotated[bool, typer.Option("--act-order", help="GPTQ in order of activation magnitude.")] = False,
+    layout: Annotated[
+        str,
+        typer.Option("--layout", help="Activation Q/DQ: ort (int8 kernels on ORT CPU) or tensorrt (conv inputs only)."),
+    ] = "ort",
+    simplifier: Annotated[
+        str, typer.Option("--simplifier", help="Tool for the -opt copy: onnxslim or onnxsim.")
+    ] = "onnxslim",
     quantize_dfl: Annotated[bool, typer.Option("--quantize-dfl", help="Also quantize the DFL conv.")] = False,
     device: Device = "auto",
     half: Half = None,
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
+    opset: Annotated[
+        int | None, typer.Option("--opset", help="ONNX opset [default: 21 for 4-bit modes (INT4 files), else 17].")
+    ] = None,
     parity_images: Annotated[
         Path | None, typer.Option("--parity-images", help="Folder of real images for the parity check.")
     ] = None,
@@ -214,22 +254,24 @@ def quantize(
     run: RunId = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Brevitas post-training quantization, exported as gated, verified QCDQ ONNX."""
+    """Post-training quantization (Brevitas weights, GPTQ, ORT int8 activations), exported as gated, verified ONNX."""
     from yqt.quantize import quantize as run_quantize
-    from yqt.records import QuantizeConfig
+    from yqt.records import Layout, QuantizeConfig, Simplifier
     from yqt.runs import Run
     from yqt.runtime import parse_providers
     from yqt.ui import render_quantize
 
     out = _output(json_output)
     cfg = QuantizeConfig(
-        mode=mode, weights=weights, imgsz=imgsz, exclude=tuple(exclude or ()), quantize_dfl=quantize_dfl,
-        device=_device(device), half=half, opset=opset, parity_images=parity_images, parity_max_images=parity_max,
-        providers=parse_providers(providers),
+        mode=mode, weights=weights, imgsz=imgsz, exclude=tuple(exclude or ()), keep_8bit=tuple(keep_8bit or ()),
+        quantize_dfl=quantize_dfl, device=_device(device), half=half, opset=opset, parity_images=parity_images,
+        parity_max_images=parity_max, providers=parse_providers(providers), coco_root=coco_root, calib_dir=calib_dir,
+        calib_images=calib_images, gptq=gptq, act_order=act_order, layout=_choice(Layout, layout, "--layout"),
+        simplifier=_choice(Simplifier, simplifier, "--simplifier"),
     )  # fmt: skip
     target = Run.open(runs_dir, run)
-    with out.work():
-        result = run_quantize(cfg, target)
+    with out.work(), out.phases() as progress:
+        result = run_quantize(cfg, target, progress)
     out.warn_all(result.warnings)
     out.result(result, render_quantize)
     out.note(f"run: {target.root}")

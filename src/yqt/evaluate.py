@@ -194,11 +194,12 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
     # No spinning: decoding and COCO matching run beside inference on the same cores (7% faster here).
     session, providers = open_session(Path(cfg.onnx), cfg.providers, spin=False)
     require_contract(session, Path(cfg.onnx))
+    warnings = list(selection.warnings) + _calibration_check(session, items, cfg.force)
     input_name, imgsz, dtype = input_spec(session)
     name = cfg.name or Path(cfg.onnx).stem
 
     with maybe_step(run, f"eval-{name}", cfg) as step:
-        for warning in selection.warnings:
+        for warning in warnings:
             log.warning(warning)
         session.run(None, {input_name: np.zeros((1, 3, imgsz, imgsz), dtype=dtype)})  # warm-up, untimed
         matcher = IncrementalCocoEval(coco, selection.ids)
@@ -227,6 +228,7 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             providers_requested=providers.requested,
             providers_used=providers.used,
             provider_notes=providers.notes,
+            session_options=providers.session_options,
             imgsz=imgsz,
             conf=cfg.conf,
             max_det=cfg.max_det,
@@ -243,7 +245,7 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             versions=package_versions(),
             config=cfg,
             created=now_iso(),
-            warnings=selection.warnings,
+            warnings=tuple(warnings),
             detections_path=(folder / "detections.json").resolve() if folder else None,
             metrics_path=(folder / "metrics.json").resolve() if folder else None,
             run_id=run.run_id if run is not None else None,
@@ -261,6 +263,19 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
                     providers_used=result.providers_used,
                 )
         return result
+
+
+def _calibration_check(session: Any, items: Sequence[tuple[int, Path]], force: bool) -> list[str]:
+    """Refuse to score a model on images it was calibrated on: its mAP would be inflated."""
+    from yqt.quant.calibrate import calibration_overlap
+
+    overlap = calibration_overlap(session.get_modelmeta().custom_metadata_map, [p for _, p in items])
+    if not overlap:
+        return []
+    what = f"{len(overlap)} of the {len(items)} scored images were used to calibrate this model (e.g. {overlap[0]})"
+    if not force:
+        raise YqtError(f"{what}: its mAP would be inflated", "score images it has not seen (val2017), or pass --force")
+    return [f"{what}; scored anyway (--force): the mAP is inflated"]
 
 
 def _image_items(coco: Any, ids: Sequence[int], images_dir: Path) -> list[tuple[int, Path]]:

@@ -174,6 +174,30 @@ def _scale_granularity(g: _Graph, dq: Any) -> tuple[str | None, int | None]:
     return "per_channel", int(g.attr(dq, "axis", 1))  # ONNX's default axis for DequantizeLinear is 1
 
 
+def _symmetric(g: _Graph, dq: Any) -> bool:
+    zp = g.const(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else None
+    return zp is None or not zp.any()
+
+
+def _bits_from_values(values: Any) -> int:
+    """Signed bits a symmetric int8 weight actually uses: ±7 is 4 bits even without the Clip that
+    says so (a simplifier may fold it); an absmax-scaled 8-bit weight always reaches ±127."""
+    top = int(abs(values.astype("int16")).max()) if values.size else 0
+    return min(8, max(2, math.ceil(math.log2(2 * top + 1))))
+
+
+def _quantized(dtype: str, granularity: str | None, axis: int | None, stored_float: bool) -> dict[str, Any]:
+    return {
+        "has_weight": True,
+        "weight_quantized": True,
+        "weight_dtype": dtype,
+        "weight_bits": None,
+        "granularity": granularity,
+        "axis": axis,
+        "weight_stored_float": stored_float,
+    }
+
+
 def _weight_census(g: _Graph, node: Any) -> dict[str, Any]:
     none = {
         "has_weight": False,
@@ -207,20 +231,15 @@ def _weight_census(g: _Graph, node: Any) -> dict[str, Any]:
         clips = clips + source_clips
     elif g.is_const(dq.input[0]) or (source is None and clips and g.is_const(clips[-1].input[0])):
         raw = dq.input[0] if g.is_const(dq.input[0]) else clips[-1].input[0]
-        dtype = _dtype_name(g.const(raw))
+        values = g.const(raw)
+        dtype = _dtype_name(values)
         stored_float = dtype.startswith("float")
+        if not clips and dtype == "int8" and _symmetric(g, dq):
+            return {**_quantized(dtype, granularity, axis, stored_float), "weight_bits": _bits_from_values(values)}
     else:
         return none
     bits = _bits_from_clip(g, clips) or _INT_DTYPES.get(dtype)
-    return {
-        "has_weight": True,
-        "weight_quantized": True,
-        "weight_dtype": dtype,
-        "weight_bits": bits,
-        "granularity": granularity,
-        "axis": axis,
-        "weight_stored_float": stored_float,
-    }
+    return {**_quantized(dtype, granularity, axis, stored_float), "weight_bits": bits}
 
 
 def _act_census(g: _Graph, node: Any) -> dict[str, Any]:
@@ -242,6 +261,21 @@ def _act_census(g: _Graph, node: Any) -> dict[str, Any]:
     }
 
 
+def module_path(node_name: str) -> str:
+    """``/model.23/one2one_cv2.0/one2one_cv2.0.0/conv/Conv`` → ``model.23.one2one_cv2.0.0.conv``.
+
+    TorchScript scopes name a child either relative to its parent (``conv``) or by the parent's own
+    name extended (``one2one_cv2.0.0`` under ``one2one_cv2.0``); the op type comes last.
+    """
+    parts: list[str] = []
+    for part in node_name.strip("/").split("/")[:-1]:
+        if parts and part.startswith(parts[-1] + "."):
+            parts[-1] = part
+        else:
+            parts.append(part)
+    return ".".join(parts)
+
+
 def module_of(node_name: str) -> str | None:
     """``/model.23/cv3.0/conv/Conv`` → ``model.23``: the Ultralytics layer a node came from."""
     match = _MODULE_RE.search(node_name)
@@ -254,7 +288,9 @@ def _initializer_bytes(g: _Graph) -> tuple[int, int]:
     for arr in tensors:
         if arr is None:
             continue
-        if arr.dtype.kind == "f":
+        if arr.dtype.name in ("int4", "uint4"):
+            int_bytes += (arr.size + 1) // 2  # packed two to a byte in the file
+        elif arr.dtype.kind == "f":
             float_bytes += arr.nbytes
         elif arr.dtype.kind in "iu" and arr.size > 1 and arr.dtype.itemsize <= 2:
             int_bytes += arr.nbytes  # quantized payloads; int64 shape/axes constants are not weights

@@ -1,22 +1,27 @@
-"""Brevitas post-training quantization of a YOLOv10 detector, exported as gated, verified QCDQ ONNX.
+"""Post-training quantization of a YOLO detector, exported as gated, verified ONNX.
 
-Steps: replace each ``nn.Conv2d``/``nn.Linear`` with its Brevitas quant layer (module-level; FX
-tracing fails on Ultralytics models), export QCDQ on the TorchScript path with the shared device
-choice, run the validation gate, write a simplified ``-opt`` copy and gate it too, check detection
-parity between the Brevitas model and ORT on real images, and only then publish the files.
+One entry point for every mode; the pieces live in :mod:`yqt.quant`:
+
+1. choose the calibration images (``quant.calibrate``) when the mode needs them;
+2. swap each Conv2d/Linear for its Brevitas layer at its planned bits (``quant.layers``);
+3. for 4-bit weights, frozen-scale GPTQ over the calibration images (``quant.gptq``);
+4. export: weight-only modes as Brevitas QCDQ, 4-bit weights repacked as INT4 (``quant.storage``);
+   activation modes as the weight-quantized float graph, then INT8 activations placed where ORT
+   fuses int8 kernels, with yqt's own integer weights put back (``quant.activations``);
+5. gate the file and its simplified ``-opt`` copy (``quant.gate``), check detection parity against
+   PyTorch (``quant.parity``), and only then publish and smoke it.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from yqt.data import default_smoke_image, read_image
 from yqt.errors import YqtError
@@ -24,117 +29,37 @@ from yqt.export import (
     INPUT_NAME,
     OUTPUT_NAME,
     Candidate,
+    ExportOutcome,
     captured_output,
     embed_metadata,
     export_with_fallback,
     model_metadata,
     plan_devices,
     publish,
-    torch_and_ort_outputs,
+    torch_onnx_export,
 )
-from yqt.graph import inspect_graph
-from yqt.models import check_output_shape, load_detector
-from yqt.modes import QuantMode, get_mode
+from yqt.models import LoadedDetector, load_detector
+from yqt.quant import activations, calibrate, gptq, layers, parity, storage
+from yqt.quant.gate import run_gate
+from yqt.quant.modes import QuantMode, get_mode
 from yqt.records import (
-    GateCheck,
+    CalibrationSet,
+    ExportDevice,
     GateReport,
     LayerDecision,
-    ParityReport,
+    Layout,
     QuantizeConfig,
     QuantizeResult,
+    Simplifier,
     SizeReport,
     SmokeConfig,
+    StorageReport,
 )
 from yqt.runs import Run, file_artifact, maybe_step, record_artifact
 
 log = logging.getLogger(__name__)
 
-DFL_SUFFIX = "dfl.conv"
-PARITY_SCORE = 0.25
-PARITY_IOU = 0.99
-PARITY_REQUIRED = 0.99
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-# ------------------------------------------------------------------------------------ layer swap
-
-
-def _shape(m: Any) -> str:
-    import torch.nn as nn
-
-    if isinstance(m, nn.Conv2d):
-        return f"{m.in_channels}→{m.out_channels} k{m.kernel_size[0]} g{m.groups}"
-    return f"{m.in_features}→{m.out_features}"
-
-
-def _quant_layer(m: Any, mode: QuantMode, qnn: Any) -> Any:
-    """A Brevitas layer with ``m``'s geometry and weights: weight quantizer only, no input/output/bias quant."""
-    import torch.nn as nn
-
-    common = {
-        "weight_quant": mode.weight_quant(),
-        "input_quant": None,
-        "output_quant": None,
-        "bias_quant": None,
-        "return_quant_tensor": False,
-    }
-    if isinstance(m, nn.Conv2d):
-        q = qnn.QuantConv2d(
-            m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding, dilation=m.dilation,
-            groups=m.groups, bias=m.bias is not None, padding_mode=m.padding_mode, **common,
-        )  # fmt: skip
-    else:
-        q = qnn.QuantLinear(m.in_features, m.out_features, bias=m.bias is not None, **common)
-    q.load_state_dict(m.state_dict())
-    return q.eval()
-
-
-def _exclusion_reason(name: str, patterns: tuple[str, ...], quantize_dfl: bool, hits: dict[str, int]) -> str | None:
-    reason = None
-    if name.endswith(DFL_SUFFIX) and not quantize_dfl:
-        reason = "DFL conv: fixed 0..15 arange weights, quantizing them costs box accuracy"
-    for pattern in patterns:
-        if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name, f"{pattern}.*"):
-            hits[pattern] += 1
-            reason = reason or f"--exclude {pattern}"
-    return reason
-
-
-def quantize_module(
-    module: Any, mode: QuantMode, exclude: tuple[str, ...] = (), quantize_dfl: bool = False
-) -> tuple[Any, tuple[LayerDecision, ...], tuple[str, ...]]:
-    """Swap every Conv2d/Linear (in place) unless excluded. Returns the module, decisions and warnings."""
-    import torch.nn as nn
-
-    with captured_output("import brevitas"):
-        import brevitas.nn as qnn
-
-    hits = {p: 0 for p in exclude}
-    decisions: list[LayerDecision] = []
-    targets = [(n, m) for n, m in module.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]
-    for name, m in targets:
-        reason = _exclusion_reason(name, exclude, quantize_dfl, hits)
-        kind = type(m).__name__
-        if reason:
-            decisions.append(LayerDecision(name, kind, _shape(m), quantized=False, reason=reason))
-            continue
-        parent_name, _, child = name.rpartition(".")
-        parent = module.get_submodule(parent_name) if parent_name else module
-        setattr(parent, child, _quant_layer(m, mode, qnn))
-        decisions.append(
-            LayerDecision(name, kind, _shape(m), quantized=True, reason=f"{mode.name}: {mode.description}")
-        )
-    notes = tuple(
-        f"--exclude {p!r} matched no layer (names look like model.23.cv2.0.0.conv)" for p, n in hits.items() if not n
-    )
-    if not any(d.quantized for d in decisions):
-        raise YqtError(
-            f"nothing left to quantize: all {len(decisions)} conv/linear layers are excluded",
-            "narrow the --exclude patterns",
-        )
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module.eval(), tuple(decisions), notes
+ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 # ------------------------------------------------------------------------------------ export
@@ -164,137 +89,80 @@ def brevitas_qcdq_export(module: Any, example: Any, path: Path, opset: int = 17)
         )
 
 
-def simplify(src: Path, dst: Path) -> None:
-    """onnxslim copy of ``src``; DequantizeLinear nodes must survive (the gate checks)."""
-    import onnx
-    import onnxslim
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        slimmed = onnxslim.slim(onnx.load(str(src)))
-    onnx.save(slimmed, str(dst))
-
-
-# ------------------------------------------------------------------------------------ gate
-
-
-def run_gate(
-    path: Path, mode: QuantMode, expected_quantized: int, expected_float: int, label: str | None = None
-) -> GateReport:
-    """The checks a quantized export must pass before it counts."""
+def _conv_node_names(path: Path) -> dict[str, str]:
+    """Module name → Conv node name in an exported file."""
     import onnx
 
-    census = inspect_graph(path)
-    s = census.summary
-    lo, hi = mode.weight_range
-    quantized = [layer for layer in census.layers if layer.weight_quantized]
-    bad = [
-        layer.name
-        for layer in quantized
-        if layer.weight_dtype != "int8"
-        or layer.weight_stored_float
-        or layer.granularity != "per_channel"
-        or layer.axis != 0
-        or layer.weight_bits != mode.weight_bits
-    ]
-    outputs = onnx.load(str(path), load_external_data=False).graph.output
-    dims = tuple(d.dim_value or d.dim_param for d in outputs[0].type.tensor_type.shape.dim) if len(outputs) == 1 else ()
-    contract = check_output_shape(dims)
-    int8_detail = (
-        f"all {len(quantized)} quantized weights are int8 initializers, per-channel on axis 0, "
-        f"range [{lo},{hi}] ({mode.weight_bits} bits)"
-        if not bad
-        else f"{len(bad)} layer(s) are not int8 per-channel axis 0 at {mode.weight_bits} bits, e.g. {bad[0]}"
+    from yqt.graph import module_path
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return {module_path(n.name): n.name for n in graph.node if n.op_type in ("Conv", "Gemm")}
+
+
+def _integer_weights(qmodule: Any, node_names: dict[str, str]) -> dict[str, activations.IntWeights]:
+    """yqt's integers, scales and float biases for every quantized layer, keyed by Conv node name."""
+    table = {}
+    for name, layer in layers.quantized_layers(qmodule).items():
+        if name not in node_names:
+            raise RuntimeError(f"quantized layer {name} has no Conv node in the exported graph")
+        ints, scale = layers.integer_weights(layer)
+        bias = layer.bias.detach().float().cpu().numpy() if layer.bias is not None else None
+        table[node_names[name]] = activations.IntWeights(ints, scale, int(layer.quant_weight().bit_width), bias)
+    return table
+
+
+def _export_weight_only(
+    qmodule: Any, cfg: QuantizeConfig, mode: QuantMode, opset: int, work: Path, verify_image: Path
+) -> tuple[ExportOutcome, StorageReport]:
+    outcome = export_with_fallback(
+        qmodule, cfg.imgsz, plan_devices(cfg.device, cfg.half),
+        lambda m, x, p: brevitas_qcdq_export(m, x, p, opset), verify_image, work, (cfg.device, cfg.half),
+    )  # fmt: skip
+    return outcome, storage.store_low_bit(outcome.tmp_path, opset, mode.weight_bits)
+
+
+def _activation_candidates(cfg: QuantizeConfig) -> list[Candidate]:
+    # ORT's quantizer calibrates and rewrites an fp32 graph on the CPU provider.
+    if ExportDevice(cfg.device) is ExportDevice.CUDA or cfg.half:
+        raise YqtError(
+            f"--mode {cfg.mode} quantizes activations with ONNX Runtime on an FP32 CPU export",
+            "drop --device cuda / --half (the quantized file still runs on CUDA)",
+        )
+    return [Candidate("cpu", "fp32")]
+
+
+def _export_with_activations(
+    qmodule: Any,
+    cfg: QuantizeConfig,
+    mode: QuantMode,
+    opset: int,
+    work: Path,
+    verify_image: Path,
+    calib: Any,
+    progress: ProgressFn | None,
+) -> tuple[ExportOutcome, StorageReport, Any]:
+    import numpy as np
+
+    reference = layers.dequantized_copy(qmodule)  # the weight-quantized network, float activations
+    outcome = export_with_fallback(
+        reference, cfg.imgsz, _activation_candidates(cfg), lambda m, x, p: torch_onnx_export(m, x, p, opset),
+        verify_image, work, (cfg.device, cfg.half),
+    )  # fmt: skip
+    weights = _integer_weights(qmodule, _conv_node_names(outcome.tmp_path))
+    arrays = [np.ascontiguousarray(x) for x in calibrate.calibration_arrays(calib, cfg.imgsz)]
+    qdq_path = work / "qdq.onnx"
+    report = activations.quantize_activations(
+        outcome.tmp_path, qdq_path, arrays, weights, Layout(cfg.layout), cfg.calib_percentile,
+        None if progress is None else lambda d, t: progress("calibrating activations", d, t),
+    )  # fmt: skip
+    note = (
+        "4-bit weights stored as int8 behind a Clip to ±7: ORT's int8 conv kernels take int8 weights, "
+        "so INT4 packing would cost the fused kernels (the file is no smaller than w8a8)"
+        if mode.low_bit
+        else "8-bit weights: int8 initializers"
     )
-    q_detail = f"{s.quantize_linear} QuantizeLinear nodes" + (" (weight-only mode needs 0)" if mode.weight_only else "")
-    checks = [
-        GateCheck("dq_count", s.dequantize_linear == expected_quantized,
-                  f"{s.dequantize_linear} DequantizeLinear for {expected_quantized} quantized layers"),
-        GateCheck("quantized_layers", s.quantized_layers == expected_quantized and s.float_layers == expected_float,
-                  f"{s.quantized_layers} quantized / {s.float_layers} float weight layers "
-                  f"(expected {expected_quantized} / {expected_float})"),
-        GateCheck("int8_per_channel_axis0", not bad and bool(quantized), int8_detail),
-        GateCheck("no_quantize_linear", s.quantize_linear == 0 or not mode.weight_only, q_detail),
-        GateCheck("output_contract", contract.ok, contract.detail),
-    ]  # fmt: skip
-    return GateReport(target=label or path.name, checks=tuple(checks))
-
-
-# ------------------------------------------------------------------------------------ parity
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` against every box in ``b`` (xyxy)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:4], b[None, :, 2:4])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
-def match_detections(ref: np.ndarray, got: np.ndarray, score: float, iou: float) -> tuple[int, int]:
-    """Greedy one-to-one matching of confident rows, same class and IoU ≥ ``iou``. Returns (matched, total)."""
-    ref = ref[ref[:, 4] >= score]
-    got = got[got[:, 4] >= score * 0.9]  # a reference box just above the bar may sit just below it here
-    if not len(ref) or not len(got):
-        return 0, len(ref)
-    ious = _iou(ref[:, :4], got[:, :4])
-    ious[ref[:, 5][:, None] != got[:, 5][None, :]] = 0.0
-    used: set[int] = set()
-    matched = 0
-    for i in np.argsort(-ref[:, 4]):
-        for j in np.argsort(-ious[i]):
-            if ious[i, j] < iou:
-                break
-            if j not in used:
-                used.add(int(j))
-                matched += 1
-                break
-    return matched, len(ref)
-
-
-def parity_images(folder: Path | None, limit: int) -> list[Path]:
-    if folder is None:
-        bus = default_smoke_image()
-        return [bus, bus.with_name("zidane.jpg")]
-    if not Path(folder).is_dir():
-        raise YqtError(f"--parity-images folder not found: {folder}", "pass a folder of real images, e.g. val2017/")
-    images = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)[:limit]
-    if not images:
-        raise YqtError(f"no images in --parity-images {folder}", "pass a folder of .jpg/.png images")
-    return images
-
-
-def detection_parity(module: Any, onnx_path: Path, images: list[Path], imgsz: int, cand: Candidate) -> ParityReport:
-    from yqt.runtime import open_session
-
-    session, report = open_session(onnx_path, cand.providers)
-    matched = total = ort_total = 0
-    for image in images:
-        ref, got = torch_and_ort_outputs(module, session, image, imgsz, cand)
-        m, n = match_detections(ref[0], got[0], PARITY_SCORE, PARITY_IOU)
-        matched, total = matched + m, total + n
-        ort_total += int((got[0, :, 4] >= PARITY_SCORE).sum())
-    if total:
-        fraction, passed, note = matched / total, matched / total >= PARITY_REQUIRED, ""
-    else:
-        # Nothing confident to match (random-init weights): the backends must then agree on that too.
-        fraction, passed = 0.0, ort_total == 0
-        note = f"no reference detections at score >= {PARITY_SCORE}; ORT has {ort_total}"
-    return ParityReport(
-        images=len(images),
-        provider=report.used[0],
-        score_threshold=PARITY_SCORE,
-        iou_threshold=PARITY_IOU,
-        reference_detections=total,
-        ort_detections=ort_total,
-        matched=matched,
-        matched_fraction=fraction,
-        required_fraction=PARITY_REQUIRED,
-        passed=passed,
-        note=note,
-    )
+    moved = ExportOutcome(qdq_path, outcome.choice, outcome.verification, outcome.module, outcome.candidate)
+    return moved, StorageReport(format="int8", opset=opset, note=note), report
 
 
 # ------------------------------------------------------------------------------------ the command
@@ -316,52 +184,147 @@ def _size_report(qcdq: Path, opt: Path, run: Run | None, stem: str, parameters: 
     )
 
 
-def quantize(cfg: QuantizeConfig, run: Run | None = None) -> QuantizeResult:
-    """Quantize, export, gate, simplify, check parity, publish and smoke. See the module docstring."""
-    timings: dict[str, float] = {}
+def _calibration(cfg: QuantizeConfig, mode: QuantMode) -> tuple[Any, tuple[str, ...]]:
+    if cfg.calib_images < 1:
+        raise YqtError(f"--calib-images must be at least 1, got {cfg.calib_images}", "use the default 64")
+    if not mode.needs_calibration(cfg.gptq):
+        return None, ()
+    folder = calibrate.resolve_calib_dir(cfg.calib_dir, cfg.coco_root, mode.name)
+    return calibrate.select_calibration(folder, cfg.calib_images)
+
+
+def _validate(cfg: QuantizeConfig, mode: QuantMode, opset: int) -> tuple[str, ...]:
+    notes = []
+    if not 90.0 <= cfg.calib_percentile <= 100.0:
+        raise YqtError(f"--calib-percentile must be in [90, 100], got {cfg.calib_percentile}", "use 99.999")
+    if mode.weight_only and Layout(cfg.layout) is not Layout.ORT:
+        notes.append(f"--layout {Layout(cfg.layout).value} has no effect in {mode.name}: activations stay float")
+    if mode.low_bit and opset < storage.INT4_OPSET:
+        notes.append(
+            f"--opset {opset}: 4-bit weights are stored as int8 + Clip, no smaller than 8-bit "
+            f"(INT4 initializers need opset {storage.INT4_OPSET})"
+        )
+    if not mode.low_bit and not cfg.gptq:
+        notes.append("--no-gptq has no effect in 8-bit modes (GPTQ runs for 4-bit weights only)")
+    return tuple(notes)
+
+
+def _metadata(detector: LoadedDetector, mode: QuantMode, precision: str, decisions: Any, extra: dict) -> dict:
+    meta = model_metadata(detector, mode.name, precision)
+    meta["yqt.mean_weight_bits"] = f"{layers.mean_weight_bits(decisions):.4f}"
+    meta["yqt.activations"] = "float" if mode.weight_only else f"int{mode.act_bits}"
+    meta.update(extra)
+    return meta
+
+
+@dataclass
+class PreparedModel:
+    """The quantized PyTorch model before export: what ``quantize`` exports, and what a benchmark
+    scores to check that the export is faithful."""
+
+    module: Any  # Brevitas fake-quant model, weights final (after GPTQ when it ran)
+    detector: LoadedDetector
+    mode: QuantMode
+    opset: int
+    decisions: tuple[LayerDecision, ...]
+    calibration: CalibrationSet | None
+    notes: tuple[str, ...]
+    timings: dict[str, float]
+    gptq_layers: int = 0
+
+
+def prepare(cfg: QuantizeConfig, progress: ProgressFn | None = None) -> PreparedModel:
+    """Validate, pick the calibration images, swap the layers and run GPTQ: everything before export."""
     t0 = time.perf_counter()
     mode = get_mode(cfg.mode)
-    candidates = plan_devices(cfg.device, cfg.half)
-    images = parity_images(cfg.parity_images, cfg.parity_max_images)
-    verify_image = default_smoke_image()
-    read_image(verify_image)
+    opset = cfg.opset or mode.default_opset
+    notes = list(_validate(cfg, mode, opset))
+    if not mode.weight_only:
+        _activation_candidates(cfg)
+    else:
+        plan_devices(cfg.device, cfg.half)  # fail on an impossible device request before loading anything
+    parity.parity_images(cfg.parity_images, cfg.parity_max_images)
+    read_image(default_smoke_image())
+    calib, calib_warnings = _calibration(cfg, mode)
+    notes += calib_warnings
     detector = load_detector(cfg.weights, cfg.imgsz)
-    qmodule, decisions, notes = quantize_module(detector.module, mode, cfg.exclude, cfg.quantize_dfl)
-    timings["load_and_quantize_s"] = time.perf_counter() - t0
-    n_quant = sum(d.quantized for d in decisions)
-    n_float = len(decisions) - n_quant
+    plan = layers.LayerPlan(exclude=cfg.exclude, keep_8bit=cfg.keep_8bit, quantize_dfl=cfg.quantize_dfl)
+    qmodule, decisions, swap_notes = layers.quantize_module(detector.module, mode, plan)
+    notes += swap_notes
+    timings = {"load_and_quantize_s": time.perf_counter() - t0}
+    solved = 0
+    if mode.low_bit and cfg.gptq:
+        t = time.perf_counter()
+        batches = calibrate.torch_batches(calib, cfg.imgsz)
+        report = None if progress is None else (lambda d, n: progress("GPTQ (layers)", d, n))
+        solved = gptq.apply_gptq(qmodule, batches, cfg.act_order, report)
+        timings["gptq_s"] = time.perf_counter() - t
+    return PreparedModel(qmodule, detector, mode, opset, decisions, calib, tuple(notes), timings, solved)
+
+
+def quantize(
+    cfg: QuantizeConfig,
+    run: Run | None = None,
+    progress: ProgressFn | None = None,
+    prepared: PreparedModel | None = None,
+) -> QuantizeResult:
+    """Quantize, export, gate, simplify, check parity, publish and smoke. See the module docstring.
+
+    ``prepared`` (from :func:`prepare` with the same ``cfg``) skips the work before export.
+    """
+    prepared = prepared or prepare(cfg, progress)
+    t0 = time.perf_counter()
+    mode, opset, qmodule, detector = prepared.mode, prepared.opset, prepared.module, prepared.detector
+    decisions, calib, notes = prepared.decisions, prepared.calibration, list(prepared.notes)
+    timings = dict(prepared.timings)
+    images = parity.parity_images(cfg.parity_images, cfg.parity_max_images)
+    verify_image = default_smoke_image()
     name = f"{detector.stem}-{mode.name}-qcdq-ptq"
     out_dir = run.onnx_dir if run is not None else Path.cwd()
     failures: list[str] = []
+    gate_opt: GateReport | None = None
+    act_report = None
     with (
         tempfile.TemporaryDirectory(prefix="yqt-quantize-") as work,
         maybe_step(run, f"quantize-{mode.name}", cfg) as step,
     ):
         t = time.perf_counter()
-        outcome = export_with_fallback(
-            qmodule, cfg.imgsz, candidates, lambda m, x, p: brevitas_qcdq_export(m, x, p, cfg.opset),
-            verify_image, Path(work), (cfg.device, cfg.half),
-        )  # fmt: skip
-        embed_metadata(outcome.tmp_path, model_metadata(detector, mode.name, outcome.choice.precision))
-        timings["export_s"] = time.perf_counter() - t
+        if mode.weight_only:
+            outcome, store = _export_weight_only(qmodule, cfg, mode, opset, Path(work), verify_image)
+        else:
+            outcome, store, act_report = _export_with_activations(
+                qmodule, cfg, mode, opset, Path(work), verify_image, calib, progress
+            )
+            timings["calibration_s"] = act_report.calibration_s
+        extra = {"yqt.weight_storage": store.format}
+        if act_report is not None:
+            extra["yqt.layout"] = act_report.layout
+        if calib is not None:
+            extra.update(calibrate.calibration_metadata(calib))
+        embed_metadata(outcome.tmp_path, _metadata(detector, mode, outcome.choice.precision, decisions, extra))
+        timings["export_s"] = time.perf_counter() - t - timings.get("calibration_s", 0.0)
         t = time.perf_counter()
-        gate = run_gate(outcome.tmp_path, mode, n_quant, n_float, f"{name}.onnx")
+        gate = run_gate(outcome.tmp_path, mode, decisions, store, act_report, f"{name}.onnx")
         opt_tmp = Path(work) / "opt.onnx"
-        simplify(outcome.tmp_path, opt_tmp)
-        gate_opt = run_gate(opt_tmp, mode, n_quant, n_float, f"{name}-opt.onnx")
+        storage.simplify(outcome.tmp_path, opt_tmp, cfg.simplifier)
+        gate_opt = run_gate(
+            opt_tmp, mode, decisions, store, act_report, f"{name}-opt.onnx ({Simplifier(cfg.simplifier).value})"
+        )
         timings["gate_s"] = time.perf_counter() - t
-        failures += [f"gate ({gate.target}): {c.name}: {c.detail}" for c in gate.checks if not c.ok]
-        failures += [f"gate ({gate_opt.target}): {c.name}: {c.detail}" for c in gate_opt.checks if not c.ok]
-        parity = None
+        failures += [f"gate ({g.target}): {c.name}: {c.detail}" for g in (gate, gate_opt) for c in g.checks if not c.ok]
+        parity_report = None
         if not failures:
             t = time.perf_counter()
-            parity = detection_parity(outcome.module, outcome.tmp_path, images, cfg.imgsz, outcome.candidate)
+            parity_report = parity.detection_parity(
+                outcome.module, outcome.tmp_path, images, cfg.imgsz, outcome.candidate, parity.tolerance_for(mode)
+            )
             timings["parity_s"] = time.perf_counter() - t
-            if not parity.passed:
+            if not parity_report.passed:
+                p = parity_report
                 failures.append(
-                    f"parity: {parity.matched}/{parity.reference_detections} detections matched "
-                    f"({parity.matched_fraction:.1%} < {parity.required_fraction:.0%} at IoU ≥ {parity.iou_threshold})"
-                    + (f"; {parity.note}" if parity.note else "")
+                    f"parity: {p.matched}/{p.reference_detections} detections matched "
+                    f"({p.matched_fraction:.1%} < {p.required_fraction:.0%} at IoU ≥ {p.iou_threshold})"
+                    + (f"; {p.note}" if p.note else "")
                 )
         onnx_art = opt_art = size = None
         if not failures:  # publish only what passed: a rejected file never looks valid
@@ -373,10 +336,13 @@ def quantize(cfg: QuantizeConfig, run: Run | None = None) -> QuantizeResult:
             record_artifact(step, opt_art, "onnx-opt")
         if step is not None:
             step.summary.update(
-                passed=not failures, failures=failures, quantized_layers=n_quant, float_layers=n_float,
-                device=outcome.choice.device, precision=outcome.choice.precision,
-                gate={c.name: c.ok for c in gate.checks},
-                parity=None if parity is None else parity.matched_fraction,
+                passed=not failures, failures=failures, quantized_layers=sum(d.quantized for d in decisions),
+                float_layers=sum(not d.quantized for d in decisions),
+                mean_weight_bits=layers.mean_weight_bits(decisions), device=outcome.choice.device,
+                precision=outcome.choice.precision, gate={c.name: c.ok for c in gate.checks},
+                parity=None if parity_report is None else parity_report.matched_fraction,
+                calibration_sha256=None if calib is None else calib.sha256,
+                int8_convs_fused=None if act_report is None else act_report.int8_convs_fused,
             )  # fmt: skip
     smoke_result = None
     if onnx_art is not None:
@@ -385,7 +351,7 @@ def quantize(cfg: QuantizeConfig, run: Run | None = None) -> QuantizeResult:
         t = time.perf_counter()
         smoke_result = smoke(SmokeConfig(onnx=onnx_art.path, providers=cfg.providers, runs=5), run)
         timings["smoke_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t0 + sum(prepared.timings.values())
     return QuantizeResult(
         mode=mode.name,
         model=detector.info,
@@ -394,13 +360,19 @@ def quantize(cfg: QuantizeConfig, run: Run | None = None) -> QuantizeResult:
         verification=outcome.verification,
         gate=gate,
         gate_opt=gate_opt,
-        parity=parity,
+        parity=parity_report,
         onnx=onnx_art,
         onnx_opt=opt_art,
         size=size,
         smoke=smoke_result,
         passed=not failures,
         failures=tuple(failures),
-        warnings=notes,
+        warnings=tuple(notes),
         timings=timings,
+        mean_weight_bits=layers.mean_weight_bits(decisions),
+        calibration=calib,
+        activations=act_report,
+        storage=store,
+        gptq_layers=prepared.gptq_layers,
+        config=cfg,
     )

@@ -170,6 +170,7 @@ class ProviderReport:
     attempted: tuple[str, ...]
     used: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    session_options: tuple[str, ...] = ()  # ORT session config entries yqt set, and why
 
     @property
     def cuda_used(self) -> bool:
@@ -230,6 +231,7 @@ class EvalConfig:
     providers: tuple[str, ...] = ("cuda", "cpu")
     name: str | None = None
     workers: int = 2
+    force: bool = False  # score even on images the model was calibrated on
 
 
 @dataclass(frozen=True)
@@ -284,6 +286,7 @@ class EvalResult:
     providers_requested: tuple[str, ...]
     providers_used: tuple[str, ...]
     provider_notes: tuple[str, ...]
+    session_options: tuple[str, ...]
     imgsz: int
     conf: float
     max_det: int
@@ -305,19 +308,81 @@ class EvalResult:
 # --------------------------------------------------------------------------------------------- quantize
 
 
+class Layout(str, enum.Enum):
+    """Where activation Q/DQ go: ``ort`` quantizes conv outputs and the ops between convs, so ORT CPU
+    fuses int8 kernels; ``tensorrt`` quantizes conv inputs only, as TensorRT's explicit mode wants."""
+
+    ORT = "ort"
+    TENSORRT = "tensorrt"
+
+
+class Simplifier(str, enum.Enum):
+    ONNXSLIM = "onnxslim"
+    ONNXSIM = "onnxsim"
+
+
 @dataclass(frozen=True)
 class QuantizeConfig:
     mode: str = "w8a16"
     weights: str | None = None
     imgsz: int = 640
     exclude: tuple[str, ...] = ()
+    keep_8bit: tuple[str, ...] = ()
     quantize_dfl: bool = False
     device: ExportDevice = ExportDevice.AUTO
     half: bool | None = None
-    opset: int = 17
+    opset: int | None = None  # None: 21 for 4-bit modes (INT4 storage), else 17
     parity_images: Path | None = None
     parity_max_images: int = 16
     providers: tuple[str, ...] = ("cuda", "cpu")
+    coco_root: Path | None = None
+    calib_dir: Path | None = None  # None: <coco_root>/train2017
+    calib_images: int = 64
+    gptq: bool = True
+    act_order: bool = False
+    layout: Layout = Layout.ORT
+    calib_percentile: float = 99.999
+    simplifier: Simplifier = Simplifier.ONNXSLIM
+
+
+@dataclass(frozen=True)
+class CalibrationImage:
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """The images a model was calibrated on, traced by content."""
+
+    folder: Path
+    requested: int
+    images: tuple[CalibrationImage, ...]
+    sha256: str  # of the sorted image hashes
+
+
+@dataclass(frozen=True)
+class ActivationReport:
+    """How activations were quantized: where, with what ranges, and what ORT made of it."""
+
+    layout: str
+    method: str
+    images: int
+    quantized_tensors: int
+    excluded_nodes: tuple[str, ...]
+    excluded_reason: str
+    int8_convs_fused: int
+    int8_convs_expected: int | None  # None: the layout does not aim for fused kernels
+    calibration_s: float
+
+
+@dataclass(frozen=True)
+class StorageReport:
+    """How low-bit weights are stored in the file."""
+
+    format: str  # "int4" (packed INT4 initializers) | "int8" (int8 + Clip carrying the bit width)
+    opset: int
+    note: str
 
 
 @dataclass(frozen=True)
@@ -327,6 +392,8 @@ class LayerDecision:
     shape: str
     quantized: bool
     reason: str
+    bits: int | None = None  # None: kept float
+    params: int = 0
 
 
 @dataclass(frozen=True)
@@ -390,6 +457,12 @@ class QuantizeResult:
     failures: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
+    mean_weight_bits: float | None = None
+    calibration: CalibrationSet | None = None
+    activations: ActivationReport | None = None
+    storage: StorageReport | None = None
+    gptq_layers: int = 0
+    config: QuantizeConfig | None = None
 
 
 # --------------------------------------------------------------------------------------------- compare

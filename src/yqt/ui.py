@@ -14,7 +14,14 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from yqt.records import (
@@ -90,6 +97,33 @@ class Output:
             elapsed = bar.tasks[0].elapsed or 0.0
             rate = f"{done / elapsed:.1f} img/s" if elapsed > 0 else ""
             bar.update(task, completed=done, total=total, rate=rate)
+
+        try:
+            yield update
+        finally:
+            if bar.live.is_started:
+                bar.stop()
+
+    @contextlib.contextmanager
+    def phases(self) -> Iterator[Callable[[str, int, int], None]]:
+        """Progress for work in named phases (GPTQ, calibration): one bar per phase, with an ETA."""
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.err,
+        )
+        tasks: dict[str, Any] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if not bar.live.is_started:
+                bar.start()
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
 
         try:
             yield update
@@ -201,20 +235,25 @@ def render_eval(result: EvalResult) -> list[Any]:
     return [metrics, info]
 
 
+def _bits_label(d: Any) -> str:
+    return "float" if d.bits is None else f"int{d.bits}"
+
+
 def layers_table(result: QuantizeResult) -> Table:
+    """Layers grouped by what they got and why; exceptions (kept 8-bit or float) listed by name."""
     quantized = sum(d.quantized for d in result.layers)
     table = Table(title=f"Layers: {quantized} quantized ({result.mode}), {len(result.layers) - quantized} kept float")
-    for col in ("layer", "type", "shape", "quantized", "why"):
+    for col in ("layers", "weights", "why"):
         table.add_column(col, overflow="fold")
-    # Float layers first: they are the exceptions a user needs to see.
-    for d in sorted(result.layers, key=lambda d: d.quantized):
-        table.add_row(
-            d.name,
-            d.kind,
-            d.shape,
-            _fmt_bool(d.quantized, "int8" if result.mode.startswith("w8") else "int4", "float"),
-            d.reason,
-        )
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for d in result.layers:
+        groups.setdefault((_bits_label(d), d.reason), []).append(d)
+    # The mode's own rows collapse to a count; kept and float layers are the exceptions a user needs to see.
+    for (bits, reason), rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        is_mode_default = reason.startswith(f"{result.mode}:")
+        names = f"{len(rows)} layers" if is_mode_default else ", ".join(d.name for d in rows)
+        style = "green" if bits != "float" else "yellow"
+        table.add_row(names, f"[{style}]{bits}[/]", reason)
     return table
 
 
@@ -235,33 +274,57 @@ def render_quantize(result: QuantizeResult) -> list[Any]:
     summary = Table(title=f"Quantize {result.mode}: {'passed' if result.passed else 'FAILED'}", show_header=False)
     summary.add_column("", style="bold")
     summary.add_column("", overflow="fold")
-    if result.parity is not None:
-        p = result.parity
-        summary.add_row(
-            "parity PyTorch vs ORT",
-            _fmt_bool(p.passed, "", "")
-            + f"{p.matched}/{p.reference_detections} detections matched ({p.matched_fraction:.1%}) "
-            f"at score ≥ {p.score_threshold}, IoU ≥ {p.iou_threshold} on {p.images} images ({p.provider})"
-            + (f"; {p.note}" if p.note else ""),
-        )
-    if result.onnx is not None:
-        summary.add_row("qcdq onnx", str(result.onnx.path))
-        summary.add_row("sha256", result.onnx.sha256)
-    if result.onnx_opt is not None:
-        summary.add_row("simplified", str(result.onnx_opt.path))
-    if result.size is not None:
-        s = result.size
-        summary.add_row(
-            "size",
-            f"{s.qcdq_bytes / 1e6:.2f} MB vs {s.float_bytes / 1e6:.2f} MB float: "
-            f"{s.ratio:.2f}x smaller ({s.float_source})",
-        )
-    for f in result.failures:
-        summary.add_row("[red]failure[/]", f)
+    for label, value in _quantize_rows(result):
+        summary.add_row(label, value)
     items.append(summary)
     if result.smoke is not None:
         items.extend(render_smoke(result.smoke))
     return items
+
+
+def _quantize_rows(result: QuantizeResult) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    if result.mean_weight_bits is not None:
+        rows.append(("mean weight bits", f"{result.mean_weight_bits:.2f} (parameter-weighted; float layers count 32)"))
+    kept = [d for d in result.layers if d.bits is None or (d.bits == 8 and result.mode.startswith("w4"))]
+    if kept:
+        rows.append(("kept 8-bit/float", "; ".join(f"{d.name}: {_bits_label(d)} ({d.reason})" for d in kept)))
+    if result.storage is not None:
+        rows.append(("weight storage", f"{result.storage.format}, opset {result.storage.opset}: {result.storage.note}"))
+    if result.calibration is not None:
+        c = result.calibration
+        rows.append(("calibration", f"{len(c.images)} images from {c.folder} (sha256 {c.sha256[:12]}…)"))
+    if result.activations is not None:
+        a = result.activations
+        fused = f"{a.int8_convs_fused} convs fused into int8 kernels by ORT CPU"
+        if a.int8_convs_expected is not None:
+            fused += f" ({a.int8_convs_expected} expected)"
+        rows.append(("activations", f"int8, layout {a.layout}, {a.quantized_tensors} tensors calibrated; {fused}"))
+        rows.append(("kept float", a.excluded_reason))
+    if result.parity is not None:
+        p = result.parity
+        rows.append((
+            "parity PyTorch vs ORT",
+            _fmt_bool(p.passed, "", "") + f"{p.matched}/{p.reference_detections} detections matched "
+            f"({p.matched_fraction:.1%}, {p.required_fraction:.0%} required) at score ≥ {p.score_threshold}, "
+            f"IoU ≥ {p.iou_threshold} on {p.images} images ({p.provider})" + (f"; {p.note}" if p.note else ""),
+        ))  # fmt: skip
+    if result.onnx is not None:
+        rows += [("onnx", str(result.onnx.path)), ("sha256", result.onnx.sha256)]
+    if result.onnx_opt is not None:
+        rows.append(("simplified", str(result.onnx_opt.path)))
+    if result.size is not None:
+        s = result.size
+        rows.append((
+            "size",
+            f"{s.qcdq_bytes / 1e6:.2f} MB vs {s.float_bytes / 1e6:.2f} MB float: "
+            f"{s.ratio:.2f}x smaller ({s.float_source})",
+        ))  # fmt: skip
+    times = {k: v for k, v in result.timings.items() if k in ("gptq_s", "calibration_s", "export_s", "total_s")}
+    if times:
+        rows.append(("time", ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in times.items())))
+    rows += [("[red]failure[/]", f) for f in result.failures]
+    return rows
 
 
 _QDQ_STYLE = {"QuantizeLinear": "bold magenta", "DequantizeLinear": "bold cyan", "Clip": "bold yellow"}
@@ -281,6 +344,13 @@ def render_graph(report: Any) -> list[Any]:
     summary.add_row("compute layers", f"{s.compute_layers} ({s.weight_layers} with weights)")
     summary.add_row("weights quantized", f"{s.quantized_layers}")
     summary.add_row("weights float", f"{s.float_layers}")
+    by_bits: dict[str, int] = {}
+    for layer in report.layers:
+        if layer.weight_quantized:
+            key = f"{layer.weight_bits}-bit {layer.weight_dtype}"
+            by_bits[key] = by_bits.get(key, 0) + 1
+    if by_bits:
+        summary.add_row("weight bits", ", ".join(f"{k}: {n}" for k, n in sorted(by_bits.items())))
     summary.add_row("activations quantized", f"{s.act_quantized_layers} layer inputs")
     summary.add_row("detection head", f"{s.head_quantized_layers}/{s.head_layers} layers quantized")
     summary.add_row(

@@ -90,11 +90,12 @@ def test_manifest_records_the_quantize_step(w8a16):
 
 def test_unmatched_exclude_pattern_warns_and_head_exclusion_works():
     from yqt.models import load_detector
-    from yqt.modes import get_mode
-    from yqt.quantize import quantize_module
+    from yqt.quant.layers import LayerPlan, quantize_module
+    from yqt.quant.modes import get_mode
 
     detector = load_detector()
-    _, decisions, warnings = quantize_module(detector.module, get_mode("w8a16"), ("nothing.here*", "model.23"))
+    plan = LayerPlan(exclude=("nothing.here*", "model.23"))
+    _, decisions, warnings = quantize_module(detector.module, get_mode("w8a16"), plan)
     assert any("'nothing.here*' matched no layer" in w for w in warnings)
     floats = {d.name for d in decisions if not d.quantized}
     assert all(name.startswith("model.23.") for name in floats) and len(floats) > 10
@@ -134,7 +135,7 @@ def _bus() -> Path:
     ("args", "fragments"),
     [
         (["--mode", "w3a3"], ["unknown quantization mode 'w3a3'", "w8a16"]),
-        (["--mode", "w8a8"], ["mode w8a8 is not implemented yet", "--mode w8a16"]),
+        (["--mode", "w8a8"], ["--mode w8a8 needs calibration images", "--coco-root DIR"]),
         (["--exclude", "*"], ["nothing left to quantize", "--exclude"]),
     ],
 )

@@ -32,14 +32,30 @@ def test_unknown_provider_is_a_user_error():
         parse_providers("cuda,rocm")
 
 
-def test_unknown_mode_is_rejected_before_any_heavy_work():
+def test_modes_are_data_and_unknown_ones_are_rejected():
     from yqt.errors import YqtError
-    from yqt.modes import MODES, get_mode
+    from yqt.quant.modes import MODES, get_mode
 
     assert set(MODES) == {"w8a16", "w8a8", "w4a16", "w4a8"}
     assert get_mode("W8A16").weight_range == (-127, 127)
+    assert get_mode("w4a8").weight_range == (-7, 7)
+    assert get_mode("w4a16").default_opset == 21 and get_mode("w8a8").default_opset == 17
+    assert get_mode("w8a8").needs_calibration(gptq=True) and not get_mode("w8a16").needs_calibration(gptq=True)
+    assert get_mode("w4a16").needs_calibration(gptq=True) and not get_mode("w4a16").needs_calibration(gptq=False)
     with pytest.raises(YqtError, match="unknown quantization mode"):
         get_mode("int8")
-    for name in ("w8a8", "w4a16", "w4a8"):
-        with pytest.raises(YqtError, match="not implemented yet"):
-            get_mode(name)
+
+
+def test_mean_weight_bits_is_parameter_weighted_and_counts_float_as_32():
+    from yqt.quant.layers import mean_weight_bits
+    from yqt.records import LayerDecision
+
+    rows = [
+        LayerDecision("a", "Conv2d", "", True, "w4a16", bits=4, params=900),
+        LayerDecision("b", "Conv2d", "", True, "--keep-8bit b", bits=8, params=100),
+    ]
+    assert mean_weight_bits(rows) == pytest.approx(4.4)
+    rows.append(LayerDecision("dfl", "Conv2d", "", False, "DFL", bits=None, params=0))
+    assert mean_weight_bits(rows) == pytest.approx(4.4)
+    rows.append(LayerDecision("f", "Conv2d", "", False, "--exclude f", bits=None, params=1000))
+    assert mean_weight_bits(rows) == pytest.approx((3600 + 800 + 32000) / 2000)

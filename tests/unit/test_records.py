@@ -55,7 +55,7 @@ def test_provider_report_detects_fallback():
 def test_parity_matching_is_one_to_one_by_class_and_iou():
     import numpy as np
 
-    from yqt.quantize import match_detections
+    from yqt.quant.parity import match_detections
 
     ref = np.array([[0, 0, 10, 10, 0.9, 1], [20, 20, 30, 30, 0.8, 2], [0, 0, 10, 10, 0.1, 1]], dtype=np.float32)
     same = ref.copy()

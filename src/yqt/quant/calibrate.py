@@ -1,0 +1,118 @@
+"""Calibration images: which ones, traced by content, preprocessed exactly like eval.
+
+The set is the first N image files of a folder in name order, so a rerun picks the same images. Each
+file's sha256 is recorded, in the run and in the ONNX metadata, so ``yqt eval`` can refuse to score
+a model on images it was calibrated on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yqt.data import letterbox, read_image
+from yqt.errors import YqtError
+from yqt.records import CalibrationImage, CalibrationSet
+from yqt.runs import sha256_file
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+CALIB_SUBDIR = "train2017"
+METADATA_KEY = "yqt.calibration"
+
+
+def resolve_calib_dir(calib_dir: Path | None, coco_root: Path | None, mode: str) -> Path:
+    """``--calib-dir``, else ``<coco-root>/train2017``, else a one-line error saying what to pass."""
+    if calib_dir is not None:
+        folder = Path(calib_dir)
+        if not folder.is_dir():
+            raise YqtError(f"--calib-dir not found: {folder}", "pass a folder of real images, e.g. <coco>/train2017")
+        return folder
+    if coco_root is not None:
+        folder = Path(coco_root) / CALIB_SUBDIR
+        if not folder.is_dir():
+            raise YqtError(
+                f"--coco-root {coco_root} has no {CALIB_SUBDIR}/ to calibrate on",
+                "pass --calib-dir DIR with real images that are not in the eval set",
+            )
+        return folder
+    raise YqtError(
+        f"--mode {mode} needs calibration images",
+        "pass --coco-root DIR (calibrates on DIR/train2017) or --calib-dir DIR",
+    )
+
+
+def select_calibration(folder: Path, count: int) -> tuple[CalibrationSet, tuple[str, ...]]:
+    """The first ``count`` images of ``folder`` in name order, hashed. Returns the set and warnings."""
+    if count < 1:
+        raise YqtError(f"--calib-images must be at least 1, got {count}", "use the default --calib-images 64")
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise YqtError(
+            f"no images in --calib-dir {folder}",
+            f"pass a folder holding {'/'.join(IMAGE_SUFFIXES)} files, e.g. <coco>/train2017",
+        )
+    warnings: tuple[str, ...] = ()
+    if len(files) < count:
+        warnings = (f"--calib-images {count} exceeds the {len(files)} images in {folder}; using all of them",)
+    chosen = files[:count]
+    for path in chosen:
+        read_image(path)  # an undecodable image fails now, with its name, not halfway through GPTQ
+    images = tuple(CalibrationImage(name=p.name, sha256=sha256_file(p)) for p in chosen)
+    return (
+        CalibrationSet(folder=Path(folder).resolve(), requested=count, images=images, sha256=_set_hash(images)),
+        warnings,
+    )
+
+
+def _set_hash(images: tuple[CalibrationImage, ...]) -> str:
+    return hashlib.sha256(",".join(sorted(i.sha256 for i in images)).encode()).hexdigest()
+
+
+def calibration_arrays(calib: CalibrationSet, imgsz: int) -> Iterator[np.ndarray]:
+    """Each calibration image letterboxed as eval does it: 1x3xSxS float32 RGB in [0, 1]."""
+    for image in calib.images:
+        yield letterbox(read_image(calib.folder / image.name), imgsz)[0]
+
+
+def calibration_metadata(calib: CalibrationSet) -> dict[str, str]:
+    """The ONNX metadata entry that lets eval recognise calibration images by content."""
+    payload = {
+        "folder": str(calib.folder),
+        "count": len(calib.images),
+        "sha256": calib.sha256,
+        "images": [[i.name, i.sha256] for i in calib.images],
+    }
+    return {METADATA_KEY: json.dumps(payload, separators=(",", ":"))}
+
+
+def calibration_hashes(metadata: Mapping[str, str]) -> dict[str, str]:
+    """sha256 → file name of the images a model was calibrated on, from its ONNX metadata."""
+    raw = metadata.get(METADATA_KEY)
+    if not raw:
+        return {}
+    try:
+        return {sha: name for name, sha in json.loads(raw)["images"]}
+    except (ValueError, KeyError, TypeError):
+        raise YqtError(
+            f"the model's {METADATA_KEY} metadata is unreadable", "re-quantize the model with yqt quantize"
+        ) from None
+
+
+def calibration_overlap(metadata: Mapping[str, str], images: list[Path]) -> list[str]:
+    """Names of ``images`` whose content is one of the model's calibration images."""
+    known = calibration_hashes(metadata)
+    if not known:
+        return []
+    return [p.name for p in images if sha256_file(p) in known]
+
+
+def torch_batches(calib: CalibrationSet, imgsz: int, device: str = "cpu") -> list[Any]:
+    """The calibration images as torch tensors, held in memory: GPTQ passes over them once per layer."""
+    import torch
+
+    return [torch.from_numpy(x).to(device) for x in calibration_arrays(calib, imgsz)]
