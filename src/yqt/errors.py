@@ -18,3 +18,8 @@ class YqtError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class Interrupted(BaseException):
+    """Ctrl-C in the CLI. Not a KeyboardInterrupt: click would turn that into "Aborted!" and exit 1
+    before yqt could say what was left; run steps record it as ``failed: interrupted`` either way."""

@@ -42,7 +42,7 @@ from yqt.runs import (
     record_artifact,
     sha256_file,
 )
-from yqt.runtime import input_spec, open_session, require_contract
+from yqt.runtime import class_names_from_session, input_spec, open_session, require_contract
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,17 @@ def validate_eval_config(cfg: EvalConfig) -> None:
         raise YqtError("--max-images and --image-ids-list are exclusive", "pass one of them")
 
 
-def detections_for_image(out: np.ndarray, prepared: PreparedImage, conf: float, max_det: int) -> list[dict[str, Any]]:
-    """One image's ``[300,6]`` output → COCO result dicts in original-image pixels."""
+def detections_for_image(
+    out: np.ndarray,
+    prepared: PreparedImage,
+    conf: float,
+    max_det: int,
+    category_ids: Sequence[int | None] = COCO80_TO_91,
+) -> list[dict[str, Any]]:
+    """One image's ``[300,6]`` output → COCO result dicts in original-image pixels.
+
+    ``category_ids[c]`` is the dataset category of model class ``c``; None drops the class.
+    """
     keep = out[out[:, 4] > conf][:max_det]
     if not len(keep):
         return []
@@ -71,18 +80,50 @@ def detections_for_image(out: np.ndarray, prepared: PreparedImage, conf: float, 
     results = []
     for (x1, y1, x2, y2), score, cls in zip(boxes.tolist(), keep[:, 4].tolist(), keep[:, 5].tolist(), strict=True):
         c = round(cls)
-        if not 0 <= c < len(COCO80_TO_91):
-            continue  # a non-COCO class index cannot be scored against COCO categories
+        category = category_ids[c] if 0 <= c < len(category_ids) else None
+        if category is None:
+            continue  # a class the dataset does not have cannot be scored
         results.append(
             {
                 "image_id": prepared.image_id,
-                "category_id": COCO80_TO_91[c],
+                "category_id": category,
                 # Unrounded: compare re-scores these exact values and must agree with pycocotools.
                 "bbox": [x1, y1, x2 - x1, y2 - y1],
                 "score": float(score),
             }
         )
     return results
+
+
+def _normal(name: str) -> str:
+    return " ".join(str(name).lower().replace("_", " ").split())
+
+
+def category_mapping(
+    model_names: Sequence[str], categories: Sequence[dict[str, Any]]
+) -> tuple[list[int | None], list[str]]:
+    """Model class index → dataset category id, by name. Returns the mapping and notes.
+
+    Every dataset category must be one of the model's classes, or its objects could never be
+    detected and the mAP would be silently wrong; model classes the dataset lacks are dropped.
+    """
+    by_name = {_normal(c["name"]): int(c["id"]) for c in categories}
+    mapping = [by_name.get(_normal(n)) for n in model_names]
+    missing = sorted(set(by_name) - {_normal(n) for n in model_names})
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:4]) + (" ..." if len(missing) > 4 else "")
+        raise YqtError(
+            f"{len(missing)} of the dataset's {len(by_name)} categories match no class of the model ({shown}); "
+            f"the model's classes are {', '.join(repr(n) for n in list(model_names)[:4])} ...",
+            "score a model trained on these categories, or rename the categories to the model's class names",
+        )
+    dropped = [n for n, c in zip(model_names, mapping, strict=True) if c is None]
+    notes = (
+        [f"{len(dropped)} model class(es) absent from the dataset are not scored (e.g. {dropped[0]!r})"]
+        if dropped
+        else []
+    )
+    return mapping, notes
 
 
 def _empty_results(coco: Any) -> Any:
@@ -102,7 +143,9 @@ def _empty_results(coco: Any) -> Any:
 def cocoeval_for(coco: Any, detections: Sequence[dict[str, Any]], image_ids: Sequence[int]) -> Any:
     from pycocotools.cocoeval import COCOeval
 
-    dt = coco.loadRes(list(detections)) if detections else _empty_results(coco)
+    # loadRes adds area, id, iscrowd and segmentation to the dicts it is given: hand it copies, so
+    # detections.json keeps only the COCO result fields.
+    dt = coco.loadRes([dict(d) for d in detections]) if detections else _empty_results(coco)
     evaluator = COCOeval(coco, dt, "bbox")
     evaluator.params.imgIds = sorted(image_ids)
     return evaluator
@@ -194,7 +237,8 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
     # No spinning: decoding and COCO matching run beside inference on the same cores (7% faster here).
     session, providers = open_session(Path(cfg.onnx), cfg.providers, spin=False)
     require_contract(session, Path(cfg.onnx))
-    warnings = list(selection.warnings) + _calibration_check(session, items, cfg.force)
+    category_ids, category_notes = category_mapping(class_names_from_session(session), coco.loadCats(coco.getCatIds()))
+    warnings = list(selection.warnings) + category_notes + _calibration_check(session, items, cfg.force)
     input_name, imgsz, dtype = input_spec(session)
     name = cfg.name or Path(cfg.onnx).stem
 
@@ -203,14 +247,17 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             log.warning(warning)
         session.run(None, {input_name: np.zeros((1, 3, imgsz, imgsz), dtype=dtype)})  # warm-up, untimed
         matcher = IncrementalCocoEval(coco, selection.ids)
-        detections, run_times, loop_s = _infer(session, input_name, items, imgsz, dtype, cfg, matcher, progress)
+        detections, run_times, loop_s = _infer(
+            session, input_name, items, imgsz, dtype, cfg, matcher, progress, category_ids
+        )
         t_coco = time.perf_counter()
         evaluator, summary_text = matcher.finish()
         cocoeval_s = time.perf_counter() - t_coco
         log.info("COCOeval summary:\n%s", summary_text)
         folder = run.eval_dir(name) if run is not None else None
+        detections_sha256 = None
         if folder is not None:  # bulk files first; metrics.json, written last, marks the eval complete
-            atomic_write_json(folder / "detections.json", detections, compact=True)
+            detections_sha256 = sha256_file(atomic_write_json(folder / "detections.json", detections, compact=True))
             atomic_write_json(
                 folder / "image_ids.json", {"image_ids": selection.ids, "sha256": ids_sha256(selection.ids)}
             )
@@ -229,6 +276,7 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             providers_used=providers.used,
             provider_notes=providers.notes,
             session_options=providers.session_options,
+            category_ids=tuple(category_ids),
             imgsz=imgsz,
             conf=cfg.conf,
             max_det=cfg.max_det,
@@ -247,6 +295,7 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             created=now_iso(),
             warnings=tuple(warnings),
             detections_path=(folder / "detections.json").resolve() if folder else None,
+            detections_sha256=detections_sha256,
             metrics_path=(folder / "metrics.json").resolve() if folder else None,
             run_id=run.run_id if run is not None else None,
         )
@@ -298,6 +347,7 @@ def _infer(
     cfg: EvalConfig,
     matcher: IncrementalCocoEval,
     progress: ProgressFn | None,
+    category_ids: Sequence[int | None],
 ) -> tuple[list[dict[str, Any]], list[float], float]:
     detections: list[dict[str, Any]] = []
     run_times: list[float] = []
@@ -306,7 +356,9 @@ def _infer(
         t0 = time.perf_counter()
         out = session.run(None, {input_name: prepared.tensor})[0]
         run_times.append(time.perf_counter() - t0)
-        found = detections_for_image(np.asarray(out[0], dtype=np.float32), prepared, cfg.conf, cfg.max_det)
+        found = detections_for_image(
+            np.asarray(out[0], dtype=np.float32), prepared, cfg.conf, cfg.max_det, category_ids
+        )
         detections.extend(found)
         matcher.add(prepared.image_id, found)
         if progress is not None:

@@ -36,7 +36,7 @@ from yqt.records import (
     ExportResult,
     ExportVerification,
 )
-from yqt.runs import Run, atomic_path, file_artifact, maybe_step, record_artifact
+from yqt.runs import Run, atomic_path, atomic_write_json, file_artifact, maybe_step, record_artifact
 
 log = logging.getLogger(__name__)
 
@@ -269,9 +269,7 @@ def export_with_fallback(
                     f"ONNX output differs from PyTorch by {verification.max_abs_diff_confident:.4g} "
                     f"(tolerance {verification.tolerance:g})"
                 )
-        except YqtError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # YqtError included: ORT refusing a CUDA-fp16 file is what the fallback is for
             log.warning("export on %s %s failed: %s", cand.device, cand.precision, exc)
             attempts.append(DeviceAttempt(cand.device, cand.precision, "failed", short_reason(exc)))
             continue
@@ -323,6 +321,9 @@ def export_baseline(cfg: ExportConfig, run: Run | None = None) -> ExportResult:
             contract=detector.contract,
         )
         record_artifact(step, artifact, "onnx")
+        if run is not None:  # the device choice and verification, not only the terminal table
+            saved = atomic_write_json(run.root / "export" / f"{target.stem}.json", result)
+            record_artifact(step, saved, "export-result")
         if step is not None:
             step.summary.update(
                 device=outcome.choice.device,

@@ -442,12 +442,11 @@ def inspect_and_record(path: Path, only: str | None = None, diff: Path | None = 
     if diff is not None:
         other = inspect_graph(diff)
         report = replace(report, diff_against=Path(diff), diff=diff_reports(other, report))
-    report = filter_layers(report, only)
-    if run is not None:
+    if run is not None:  # the whole census is saved; --only filters what is shown
         stem = Path(path).stem
         with maybe_step(run, f"inspect-{stem}", {"model": str(path), "only": only, "diff": diff}) as step:
             out = atomic_write_json(run.root / "graph" / f"{stem}.json", report)
             record_artifact(step, out, "graph-census")
             if step is not None:
                 step.summary.update(quantized_layers=report.summary.quantized_layers, warnings=list(report.warnings))
-    return report
+    return filter_layers(report, only)

@@ -19,7 +19,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ from yqt.records import (
     SmokeConfig,
     StorageReport,
 )
-from yqt.runs import Run, file_artifact, maybe_step, record_artifact
+from yqt.runs import Run, atomic_write_json, file_artifact, maybe_step, record_artifact
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +169,9 @@ def _export_with_activations(
 
 
 def _size_report(qcdq: Path, opt: Path, run: Run | None, stem: str, parameters: int) -> SizeReport:
-    baseline = run.onnx_dir / f"{stem}-baseline-fp32.onnx" if run is not None else None
-    if baseline is not None and baseline.is_file():
+    found = sorted(run.onnx_dir.glob(f"{stem}-baseline-*.onnx")) if run is not None else []
+    baseline = next((p for p in found if p.name.endswith("-fp32.onnx")), found[0] if found else None)
+    if baseline is not None:
         float_bytes, source = baseline.stat().st_size, f"{baseline.name} in this run"
     else:
         float_bytes, source = parameters * 4, "estimate: fp32 parameters × 4 bytes (no baseline export in this run)"
@@ -334,7 +335,18 @@ def quantize(
             size = _size_report(target, opt_target, run, detector.stem, detector.info.parameters)
             record_artifact(step, onnx_art, "onnx")
             record_artifact(step, opt_art, "onnx-opt")
+        result = QuantizeResult(
+            mode=mode.name, model=detector.info, layers=decisions, device_choice=outcome.choice,
+            verification=outcome.verification, gate=gate, gate_opt=gate_opt, parity=parity_report, onnx=onnx_art,
+            onnx_opt=opt_art, size=size, smoke=None, passed=not failures, failures=tuple(failures),
+            warnings=tuple(notes), timings=timings, mean_weight_bits=layers.mean_weight_bits(decisions),
+            calibration=calib, activations=act_report, storage=store, gptq_layers=prepared.gptq_layers, config=cfg,
+        )  # fmt: skip
+        if run is not None:  # saved whether it passed or not: a failed gate is evidence too
+            record_artifact(step, atomic_write_json(run.root / "quantize" / f"{name}.json", result), "quantize-result")
         if step is not None:
+            if failures:
+                step.fail("; ".join(failures))
             step.summary.update(
                 passed=not failures, failures=failures, quantized_layers=sum(d.quantized for d in decisions),
                 float_layers=sum(not d.quantized for d in decisions),
@@ -352,27 +364,4 @@ def quantize(
         smoke_result = smoke(SmokeConfig(onnx=onnx_art.path, providers=cfg.providers, runs=5), run)
         timings["smoke_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0 + sum(prepared.timings.values())
-    return QuantizeResult(
-        mode=mode.name,
-        model=detector.info,
-        layers=decisions,
-        device_choice=outcome.choice,
-        verification=outcome.verification,
-        gate=gate,
-        gate_opt=gate_opt,
-        parity=parity_report,
-        onnx=onnx_art,
-        onnx_opt=opt_art,
-        size=size,
-        smoke=smoke_result,
-        passed=not failures,
-        failures=tuple(failures),
-        warnings=tuple(notes),
-        timings=timings,
-        mean_weight_bits=layers.mean_weight_bits(decisions),
-        calibration=calib,
-        activations=act_report,
-        storage=store,
-        gptq_layers=prepared.gptq_layers,
-        config=cfg,
-    )
+    return replace(result, smoke=smoke_result, timings=timings)

@@ -287,6 +287,7 @@ class EvalResult:
     providers_used: tuple[str, ...]
     provider_notes: tuple[str, ...]
     session_options: tuple[str, ...]
+    category_ids: tuple[int | None, ...]  # model class index → dataset category id (None: not scored)
     imgsz: int
     conf: float
     max_det: int
@@ -300,6 +301,7 @@ class EvalResult:
     created: str
     warnings: tuple[str, ...] = ()
     detections_path: Path | None = None
+    detections_sha256: str | None = None  # compare refuses a detections.json that no longer matches
     metrics_path: Path | None = None
     run_id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -519,3 +521,5 @@ class CompareResult:
     warnings: tuple[str, ...] = ()
     plot: Path | None = None
     markdown: Path | None = None
+    left_out: tuple[str, ...] = ()  # evaluations not compared, each with the reason
+    saved: Path | None = None  # the result's JSON in the baseline's run

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yqt.errors import YqtError
+from yqt.errors import Interrupted, YqtError
 from yqt.records import FileArtifact, to_jsonable
 
 MANIFEST_NAME = "run.json"
@@ -58,9 +59,28 @@ def file_artifact(path: Path) -> FileArtifact:
     return FileArtifact(path=path, sha256=sha256_file(path), size_bytes=path.stat().st_size)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable: the directory entry is data too."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``target``; rename it onto ``target`` only if the block succeeds."""
+    """Yield a temp path beside ``target``; rename it onto ``target`` only if the block succeeds.
+
+    The published file gets the permissions any new file gets (0666 less the umask), not
+    mkstemp's private 0600: a teammate, a container with another uid or a web server reads runs.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
@@ -70,7 +90,9 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
+        fsync_dir(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -118,6 +140,19 @@ def new_run_id(runs_dir: Path) -> str:
     return candidate
 
 
+@contextlib.contextmanager
+def _locked(lock_file: Path) -> Iterator[None]:
+    """An exclusive advisory lock: one process at a time reads, changes and rewrites run.json."""
+    import fcntl
+
+    with open(lock_file, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 @dataclass
 class StepHandle:
     """What a running step may add to the manifest."""
@@ -126,6 +161,10 @@ class StepHandle:
     root: Path
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    failure: str | None = None  # a check that ran and failed: the step ends "failed" without raising
+
+    def fail(self, reason: str) -> None:
+        self.failure = reason
 
     def add_artifact(self, artifact: Path | FileArtifact, kind: str) -> None:
         """Record a file of this step; pass a :class:`FileArtifact` already made to skip re-hashing."""
@@ -150,9 +189,11 @@ def _relative(path: Path, root: Path) -> str:
 class Run:
     """One run folder. Create with :meth:`open`; nothing touches the disk until a step starts."""
 
-    def __init__(self, root: Path, run_id: str) -> None:
+    def __init__(self, root: Path, run_id: str, fresh: bool = False) -> None:
         self.root = Path(root)
         self.run_id = run_id
+        self.fresh = fresh  # a new default id: never attach to a run another process made meanwhile
+        self._ready = False
 
     # ----------------------------------------------------------------------------- opening
 
@@ -162,6 +203,7 @@ class Run:
         runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
         if runs_dir.exists() and not runs_dir.is_dir():
             raise YqtError(f"runs dir is not a folder: {runs_dir}", "pass --runs-dir DIR naming a folder")
+        fresh = run_id is None
         if run_id is None:
             run_id = new_run_id(runs_dir)
         elif not _RUN_ID_RE.match(run_id):
@@ -175,7 +217,7 @@ class Run:
                 f"{root} exists but is not a yqt run (no {MANIFEST_NAME})",
                 "pick another --run id or --runs-dir",
             )
-        return cls(root, run_id)
+        return cls(root, run_id, fresh)
 
     @classmethod
     def containing(cls, artifact: Path) -> Run | None:
@@ -228,18 +270,44 @@ class Run:
         return read_json(self.manifest_path, "run manifest")
 
     def _ensure(self) -> None:
-        if self.exists:
+        """Create the run folder whole: built under a temporary name, then renamed into place, so
+        no process ever sees the folder without its run.json. A default id taken meanwhile by
+        another process moves on to the next free id; an explicit id attaches."""
+        if self._ready:
             return
-        for sub in ("onnx", "logs", "configs"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.manifest_path, {"run_id": self.run_id, "created": now_iso(), "steps": []})
+        while not (self.exists and not self.fresh):
+            parent = self.root.parent
+            parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{self.run_id}.", suffix=".partial", dir=parent))
+            try:
+                os.chmod(staging, 0o777 & ~_umask())
+                for sub in ("onnx", "logs", "configs"):
+                    (staging / sub).mkdir()
+                atomic_write_json(staging / MANIFEST_NAME, {"run_id": self.run_id, "created": now_iso(), "steps": []})
+                os.rename(staging, self.root)
+                fsync_dir(parent)
+                break
+            except OSError:
+                if not self.root.exists():
+                    raise
+                if self.fresh:  # someone else's run now holds this default id
+                    self.run_id = new_run_id(parent)
+                    self.root = parent / self.run_id
+                elif not self.exists:
+                    raise YqtError(
+                        f"{self.root} exists but is not a yqt run (no {MANIFEST_NAME})", "pick another --run id"
+                    ) from None
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        self._ready = True
 
     def _save_step(self, record: dict[str, Any]) -> None:
-        manifest = self.manifest()
-        steps = [s for s in manifest["steps"] if s.get("id") != record["id"]]
-        steps.append(record)
-        manifest["steps"] = steps
-        atomic_write_json(self.manifest_path, manifest)
+        with _locked(self.root / ".run.json.lock"):
+            manifest = self.manifest()
+            steps = [s for s in manifest["steps"] if s.get("id") != record["id"]]
+            steps.append(record)
+            manifest["steps"] = steps
+            atomic_write_json(self.manifest_path, manifest)
 
     @contextlib.contextmanager
     def step(self, name: str, config: Any) -> Iterator[StepHandle]:
@@ -270,13 +338,21 @@ class Run:
             log.info("step %s started in run %s", name, self.run_id)
             try:
                 yield handle
+            except (KeyboardInterrupt, Interrupted):
+                log.error("step %s interrupted", name)
+                record.update(status="failed", error="interrupted")
+                raise
             except BaseException as exc:
                 log.error("step %s failed: %s", name, exc)
                 record.update(status="failed", error=str(exc) or type(exc).__name__)
                 raise
             else:
-                log.info("step %s finished", name)
-                record.update(status="ok")
+                if handle.failure:
+                    log.error("step %s failed: %s", name, handle.failure)
+                    record.update(status="failed", error=handle.failure)
+                else:
+                    log.info("step %s finished", name)
+                    record.update(status="ok")
             finally:
                 record.update(ended=now_iso(), artifacts=handle.artifacts, summary=to_jsonable(handle.summary))
                 self._save_step(record)

@@ -143,15 +143,23 @@ def open_session(
     if attempted[0] == "CPUExecutionProvider" and is_weight_only_qdq(onnx_path):
         options.add_session_config_entry("session.disable_quant_qdq", "1")
         applied.append("session.disable_quant_qdq=1 (weight-only model: weights dequantized once, at load)")
+    notes_list = list(notes)
     try:
         session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=list(attempted))
     except Exception as exc:
-        raise YqtError(
-            f"ONNX Runtime cannot load {onnx_path}: {_ort_reason(exc)}",
-            "check that the file is a complete ONNX model (re-export it)",
-        ) from None
+        gpu = [ep for ep in attempted if ep in _GPU_PROVIDERS]
+        if not gpu or "CPUExecutionProvider" not in attempted:
+            raise YqtError(
+                f"ONNX Runtime cannot load {onnx_path}: {_ort_reason(exc)}",
+                "check that the file is a complete ONNX model (re-export it)",
+            ) from None
+        # The probe said CUDA loads, but this model does not build on it (an op, a dtype, memory).
+        notes_list.append(f"{', '.join(gpu)} failed to build the session ({_ort_reason(exc)}); retried on CPU")
+        session, on_cpu = open_session(onnx_path, ("cpu",), spin=spin)
+        report = ProviderReport(requested=requested, attempted=attempted, used=on_cpu.used,
+                                notes=tuple(notes_list), session_options=on_cpu.session_options)  # fmt: skip
+        return session, report
     used = tuple(session.get_providers())
-    notes_list = list(notes)
     dropped = [ep for ep in attempted if ep not in used]
     if dropped:
         notes_list.append(f"ONNX Runtime silently dropped {', '.join(dropped)}")

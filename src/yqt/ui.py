@@ -198,6 +198,8 @@ def render_smoke(result: SmokeResult) -> list[Any]:
         "latency", f"median {lat.median_ms:.1f} ms (mean {lat.mean_ms:.1f}, p90 {lat.p90_ms:.1f}, n={lat.n})"
     )
     summary.add_row("ran on", ", ".join(result.providers.used))
+    for option in result.providers.session_options:
+        summary.add_row("session option", option)
     dets = Table(title="Top detections")
     for col in ("class", "score", "box x1,y1,x2,y2 (px)"):
         dets.add_column(col)

@@ -86,7 +86,13 @@ def _degraded_run(baseline_eval, runs: Path) -> Path:
     (runs / "degraded" / "run.json").write_text(json.dumps({"run_id": "degraded", "steps": []}))
     (folder / "detections.json").write_text(json.dumps(dets))
     evaluator, _ = run_cocoeval(load_coco(Path(doc["annotations_path"])), dets, doc["image_ids"])
-    doc.update(name="yolov10n-degraded", detections_path=str(folder / "detections.json"))
+    from yqt.runs import sha256_file
+
+    doc.update(
+        name="yolov10n-degraded",
+        detections_path=str(folder / "detections.json"),
+        detections_sha256=sha256_file(folder / "detections.json"),
+    )
     doc["metrics"] = to_jsonable(CocoMetrics.from_stats(evaluator.stats))
     (folder / "metrics.json").write_text(json.dumps(doc))
     return runs / "degraded"
@@ -139,6 +145,7 @@ def test_bad_inputs(baseline_eval, tmp_path: Path):
     metrics = next(other.glob("*-coco/metrics.json"))
     doc = json.loads(metrics.read_text())
     doc.update(name="yolov10n-w8a16-other", image_ids=doc["image_ids"][:50], image_ids_sha256="0" * 64, num_images=50)
+    doc["onnx_sha256"] = "f" * 64  # another model, scored on another set
     metrics.write_text(json.dumps(doc))
     assert_one_line_error(run_yqt("compare", str(single), "other-set", runs_dir=runs), "different image set", "--force")
     forced = run_yqt("compare", str(single), "other-set", "--force", "--json", runs_dir=runs)

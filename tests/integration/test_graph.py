@@ -21,7 +21,7 @@ def w8a16_onnx(session_runs: Path) -> Path:
     from yqt.records import QuantizeConfig
     from yqt.runs import Run
 
-    result = quantize(QuantizeConfig(providers=("cpu",)), Run.open(session_runs, "graph-w8a16"))
+    result = quantize(QuantizeConfig(providers=("cpu",), device="cpu"), Run.open(session_runs, "graph-w8a16"))
     assert result.passed, result.failures
     return result.onnx.path
 

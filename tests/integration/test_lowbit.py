@@ -22,7 +22,9 @@ def _quantize(mode: str, baseline_onnx: Path, coco_root: Path, **kw):
     from yqt.records import QuantizeConfig
     from yqt.runs import Run
 
-    cfg = QuantizeConfig(mode=mode, coco_root=coco_root, parity_images=coco_root / "val2017", providers=("cpu",), **kw)
+    cfg = QuantizeConfig(
+        mode=mode, coco_root=coco_root, parity_images=coco_root / "val2017", providers=("cpu",), device="cpu", **kw
+    )
     return quantize(cfg, Run.containing(baseline_onnx))
 
 
@@ -171,7 +173,7 @@ def test_eval_refuses_calibration_images_in_every_calibrated_mode(mode: str, req
 def test_w4a16_at_opset_13_keeps_int8_storage_and_says_so(tmp_path: Path):
     runs = tmp_path / "runs"
     result = run_yqt(
-        "quantize", "--mode", "w4a16", "--no-gptq", "--opset", "13", "--keep-8bit", "nothing.here*",
+        "quantize", "--mode", "w4a16", "--no-gptq", "--opset", "13", "--keep-8bit", "nothing.here*", "--device", "cpu",
         "--providers", "cpu", "--run", "o13", "--json", runs_dir=runs,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -141,14 +141,14 @@ def test_too_many_images_uses_all_and_warns(baseline_onnx: Path, coco_root: Path
     ids.write_text("139\n802\n")
     result = run_yqt(
         "eval", str(baseline_onnx), "--coco-root", str(coco_root), "--image-ids-list", str(ids),
-        "--providers", "cpu", "--json", runs_dir=tmp_path / "runs",
+        "--providers", "cpu", "--json", "--run", "ids", runs_dir=tmp_path / "runs",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["image_ids"] == [139, 802]
     result = run_yqt(
         "eval", str(baseline_onnx), "--annotations", str(coco_root / "annotations/instances_val2017.json"),
         "--images-dir", str(coco_root / "val2017"), "--max-images", "100000", "--providers", "cpu", "--json",
-        "--workers", "0", runs_dir=tmp_path / "runs",
+        "--workers", "0", "--run", "all", runs_dir=tmp_path / "runs",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "exceeds the 128 images available; using all of them" in result.stderr

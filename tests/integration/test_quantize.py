@@ -84,7 +84,7 @@ def test_manifest_records_the_quantize_step(w8a16):
     manifest = json.loads((w8a16.onnx.path.parents[1] / "run.json").read_text())
     step = [s for s in manifest["steps"] if s["name"] == "quantize-w8a16"][-1]
     assert step["status"] == "ok" and step["summary"]["passed"]
-    assert {a["kind"] for a in step["artifacts"]} == {"onnx", "onnx-opt"}
+    assert {a["kind"] for a in step["artifacts"]} == {"onnx", "onnx-opt", "quantize-result"}
     assert step["summary"]["quantized_layers"] == 82
 
 

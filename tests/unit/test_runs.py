@@ -93,3 +93,42 @@ def test_read_json_errors_are_one_line(tmp_path: Path):
         read_json(bad, "metrics")
     with pytest.raises(YqtError, match="not found"):
         read_json(tmp_path / "missing.json", "metrics")
+
+
+def test_published_files_and_run_folders_follow_the_umask(tmp_path: Path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        run = Run.open(tmp_path, "perm")
+        with run.step("export", {}):
+            target = atomic_write_json(run.onnx_dir / "x.json", {"v": 1})
+        assert target.stat().st_mode & 0o777 == 0o644
+        assert run.manifest_path.stat().st_mode & 0o777 == 0o644
+        assert run.root.stat().st_mode & 0o777 == 0o755
+    finally:
+        os.umask(old)
+
+
+def test_a_step_that_reports_a_failed_check_is_recorded_failed(tmp_path: Path):
+    run = Run.open(tmp_path, "check")
+    with run.step("quantize-w8a16", {}) as step:
+        step.fail("parity: 3/10 detections matched")
+    (entry,) = run.manifest()["steps"]
+    assert entry["status"] == "failed" and entry["error"] == "parity: 3/10 detections matched"
+
+
+def test_a_default_id_taken_meanwhile_moves_on_and_an_explicit_one_attaches(tmp_path: Path):
+    first = Run.open(tmp_path)
+    second = Run.open(tmp_path)  # planned in the same second: the same id
+    assert first.run_id == second.run_id
+    with first.step("a", {}):
+        pass
+    with second.step("b", {}):
+        pass
+    assert first.root != second.root and second.run_id.startswith(first.run_id)
+    assert [s["name"] for s in second.manifest()["steps"]] == ["b"]
+    named = Run.open(tmp_path, first.run_id)
+    with named.step("c", {}):
+        pass
+    assert [s["name"] for s in first.manifest()["steps"]] == ["a", "c"]

@@ -222,6 +222,7 @@ def quantize_activations(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     t0 = time.perf_counter()
+    layout = Layout(layout)
     model = onnx.load(str(float_onnx))
     post, finals = post_processing(model)
     float_convs = {n.name for n in model.graph.node if n.op_type == "Conv" and n.name not in weights}
@@ -242,14 +243,13 @@ def quantize_activations(
                            "WeightSymmetric": True},
         )  # fmt: skip
         qdq = onnx.load(str(staged))
-    if Layout(layout) is Layout.TENSORRT:
+    if layout is Layout.TENSORRT:
         keep_conv_input_qdq_only(qdq)
     replace_weights(qdq, weights)
     onnx.save(qdq, str(out_path))
     calibration_s = time.perf_counter() - t0
-    expected = sum(1 for name in weights) if layout is Layout.ORT else None
     return ActivationReport(
-        layout=Layout(layout).value,
+        layout=layout.value,
         method=f"percentile {percentile} of |x|, 2048-bin histogram, clipped to observed min/max",
         images=len(arrays),
         quantized_tensors=len(ranges),
@@ -259,7 +259,7 @@ def quantize_activations(
             f"sigmoid, TopK, gather), plus {len(float_convs)} conv(s) kept float"
         ),
         int8_convs_fused=count_fused_int8_convs(out_path),
-        int8_convs_expected=expected,
+        int8_convs_expected=len(weights) if layout is Layout.ORT else None,
         calibration_s=calibration_s,
     )
 

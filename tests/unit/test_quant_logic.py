@@ -1,0 +1,162 @@
+"""Pure logic of the quantization package on small synthetic graphs and images: what stays float,
+SiLU floors, INT4 packing (run by ONNX Runtime), bit widths read from values, calibration sets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+
+def _conv(name: str, x: str, w: str, y: str) -> object:
+    return helper.make_node("Conv", [x, w], [y], name=name)
+
+
+def _head_graph() -> object:
+    """x → Conv → SiLU → Conv (final) → Reshape → Softmax → DFL Conv → Mul → out, plus a side branch."""
+    w = numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w")
+    shape = numpy_helper.from_array(np.array([1, 1, 2, 2], np.int64), "shape")
+    two = numpy_helper.from_array(np.array(2.0, np.float32), "two")
+    nodes = [
+        _conv("/model.1/conv/Conv", "x", "w", "a"),
+        helper.make_node("Sigmoid", ["a"], ["s"], name="/model.1/act/Sigmoid"),
+        helper.make_node("Mul", ["a", "s"], ["m"], name="/model.1/act/Mul"),
+        _conv("/model.23/cv3.0.2/Conv", "m", "w", "b"),
+        helper.make_node("Reshape", ["b", "shape"], ["r"], name="/model.23/Reshape"),
+        helper.make_node("Softmax", ["r"], ["sm"], name="/model.23/dfl/Softmax"),
+        _conv("/model.23/dfl/conv/Conv", "sm", "w", "d"),
+        helper.make_node("Mul", ["d", "two"], ["out"], name="/model.23/Mul"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1, 2, 2])], [w, shape, two],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_post_processing_is_everything_below_the_final_convs():
+    from yqt.quant.activations import post_processing
+
+    post, finals = post_processing(_head_graph())
+    assert finals == ["/model.23/cv3.0.2/Conv"]
+    assert post == {"/model.23/Reshape", "/model.23/dfl/Softmax", "/model.23/dfl/conv/Conv", "/model.23/Mul"}
+
+
+def test_only_silu_inputs_are_floored():
+    from yqt.quant.activations import SILU_FLOOR, floor_silu_inputs, silu_inputs
+
+    model = _head_graph()
+    assert silu_inputs(model) == {"a"}
+    ranges = floor_silu_inputs(model, {"a": (-69.0, 40.0), "b": (-27.0, 1.0), "m": (-0.28, 20.0)})
+    assert ranges == {"a": (SILU_FLOOR, 40.0), "b": (-27.0, 1.0), "m": (-0.28, 20.0)}
+
+
+def _clip_dq_conv_model(values: np.ndarray, scale: np.ndarray, bits: int) -> object:
+    top = 2 ** (bits - 1) - 1
+    inits = [
+        numpy_helper.from_array(values.astype(np.int8), "wq"),
+        numpy_helper.from_array(np.array(-top, np.int8), "lo"),
+        numpy_helper.from_array(np.array(top, np.int8), "hi"),
+        numpy_helper.from_array(scale.astype(np.float32), "ws"),
+        numpy_helper.from_array(np.zeros(scale.shape, np.int8), "wz"),
+    ]
+    nodes = [
+        helper.make_node("Clip", ["wq", "lo", "hi"], ["wc"], name="clip"),
+        helper.make_node("DequantizeLinear", ["wc", "ws", "wz"], ["w"], name="dq", axis=0),
+        _conv("/model.0/conv/Conv", "x", "w", "y"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits,
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+
+
+def _run(model: object, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
+
+
+def test_pack_int4_halves_the_weights_and_onnxruntime_gives_the_same_output(tmp_path: Path):
+    from yqt.graph import inspect_graph
+    from yqt.quant.storage import pack_int4
+
+    rng = np.random.default_rng(0)
+    values = rng.integers(-7, 8, size=(8, 3, 3, 3))
+    model = _clip_dq_conv_model(values, rng.uniform(0.01, 0.1, 8), bits=4)
+    x = rng.standard_normal((1, 3, 4, 4)).astype(np.float32)
+    before = _run(model, x)
+    assert pack_int4(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["DequantizeLinear", "Conv"]
+    packed = {t.name: t for t in model.graph.initializer}["wq_int4"]
+    assert packed.data_type == TensorProto.INT4 and len(packed.raw_data) == values.size // 2
+    np.testing.assert_array_equal(_run(model, x), before)
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    layer = inspect_graph(tmp_path / "m.onnx").layers[0]
+    assert (layer.weight_dtype, layer.weight_bits, layer.granularity, layer.axis) == ("int4", 4, "per_channel", 0)
+
+
+def test_pack_int4_leaves_8bit_weights_alone():
+    from yqt.quant.storage import pack_int4
+
+    model = _clip_dq_conv_model(np.full((2, 3, 1, 1), 100), np.ones(2), bits=8)
+    assert pack_int4(model) == 0
+    assert [n.op_type for n in model.graph.node] == ["Clip", "DequantizeLinear", "Conv"]
+
+
+@pytest.mark.parametrize(("top", "bits"), [(127, 8), (64, 8), (7, 4), (3, 3), (1, 2), (0, 2)])
+def test_bits_of_symmetric_int8_weights_come_from_their_values(top: int, bits: int):
+    from yqt.graph import _bits_from_values
+
+    values = np.array([[-top, 0], [top, 1 if top else 0]], dtype=np.int8)
+    assert _bits_from_values(values) == bits
+
+
+def _write_images(folder: Path, names: list[str]) -> None:
+    import cv2
+
+    folder.mkdir()
+    for i, name in enumerate(names):
+        cv2.imwrite(str(folder / name), np.full((8, 8, 3), i * 20, np.uint8))
+
+
+def test_calibration_set_is_the_first_n_images_by_name_traced_by_content(tmp_path: Path):
+    from yqt.errors import YqtError
+    from yqt.quant.calibrate import calibration_metadata, calibration_overlap, select_calibration
+
+    _write_images(tmp_path / "c", ["b.jpg", "a.png", "c.jpg"])
+    (tmp_path / "c" / "notes.txt").write_text("not an image")
+    calib, warnings = select_calibration(tmp_path / "c", 2)
+    assert [i.name for i in calib.images] == ["a.png", "b.jpg"] and not warnings
+    again, _ = select_calibration(tmp_path / "c", 2)
+    assert again.sha256 == calib.sha256
+    _, warnings = select_calibration(tmp_path / "c", 5)
+    assert warnings and "using all of them" in warnings[0]
+    meta = calibration_metadata(calib)
+    assert json.loads(meta["yqt.calibration"])["count"] == 2
+    renamed = tmp_path / "renamed.jpg"
+    renamed.write_bytes((tmp_path / "c" / "b.jpg").read_bytes())
+    assert calibration_overlap(meta, [renamed, tmp_path / "c" / "c.jpg"]) == ["renamed.jpg"]
+    with pytest.raises(YqtError, match="--calib-images must be at least 1"):
+        select_calibration(tmp_path / "c", 0)
+
+
+def test_calibration_folder_is_resolved_or_the_error_says_what_to_pass(tmp_path: Path):
+    from yqt.errors import YqtError
+    from yqt.quant.calibrate import resolve_calib_dir
+
+    (tmp_path / "coco" / "train2017").mkdir(parents=True)
+    assert resolve_calib_dir(None, tmp_path / "coco", "w8a8") == tmp_path / "coco" / "train2017"
+    assert resolve_calib_dir(tmp_path / "coco", None, "w8a8") == tmp_path / "coco"
+    with pytest.raises(YqtError, match="needs calibration images") as err:
+        resolve_calib_dir(None, None, "w8a8")
+    assert "--coco-root DIR" in err.value.hint and "--calib-dir DIR" in err.value.hint
+    with pytest.raises(YqtError, match="has no train2017"):
+        resolve_calib_dir(None, tmp_path, "w4a8")
