@@ -170,6 +170,20 @@ def test_eval_refuses_calibration_images_in_every_calibrated_mode(mode: str, req
         evaluate(cfg)
 
 
+def test_w8a8_from_the_cli_reports_bits_kernels_and_calibration_and_keeps_stderr_clean(coco_root: Path, tmp_path):
+    result = run_yqt(
+        "quantize", "--mode", "w8a8", "--coco-root", str(coco_root), "--calib-images", "2", "--parity-max", "2",
+        "--providers", "cpu", "--run", "cli", "--json", runs_dir=tmp_path / "runs",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["mean_weight_bits"] == pytest.approx(8.0, abs=1e-3) and doc["activations"]["int8_convs_fused"] == 82
+    assert len(doc["calibration"]["images"]) == 2 and doc["size"]["ratio"] > 2.5
+    # ORT's quantizer calls logging.warning, which would give the root logger a stderr handler and
+    # send every later yqt log line to the terminal.
+    assert "INFO:" not in result.stderr and "WARNING:root" not in result.stderr, result.stderr
+
+
 def test_w4a16_at_opset_13_keeps_int8_storage_and_says_so(tmp_path: Path):
     runs = tmp_path / "runs"
     result = run_yqt(

@@ -22,10 +22,11 @@ TensorRT wants and ORT runs slower than float. yqt drives it:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,19 @@ def floor_silu_inputs(model: Any, ranges: dict[str, tuple[float, float]]) -> dic
 # ------------------------------------------------------------------------------------ quantize
 
 
+@contextlib.contextmanager
+def _root_logging_left_alone() -> Iterator[None]:
+    """ORT's quantizer calls ``logging.warning``, which configures the root logger with a stderr
+    handler when it has none; every later yqt log line would then reach the terminal."""
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    root.addHandler(guard)
+    try:
+        yield
+    finally:
+        root.removeHandler(guard)
+
+
 class _OneImage:
     """ORT needs a data reader even when every range is given; one image keeps its pass short."""
 
@@ -231,7 +245,7 @@ def quantize_activations(
     ranges = floor_silu_inputs(model, collect_ranges(model, tensors, arrays, percentile, progress))
     overrides = {t: [{"rmin": np.float32(a), "rmax": np.float32(b)}] for t, (a, b) in ranges.items()}
     input_name = model.graph.input[0].name
-    with tempfile.TemporaryDirectory(prefix="yqt-qdq-") as work:
+    with tempfile.TemporaryDirectory(prefix="yqt-qdq-") as work, _root_logging_left_alone():
         staged = Path(work) / "qdq.onnx"
         quantize_static(
             str(float_onnx), str(staged), _OneImage(arrays[0], input_name),

@@ -7,10 +7,10 @@ ORT's, matched one to one by class and IoU. The tolerance depends on what differ
   weights and scales, and both compute in float; only summation order differs. 99% of confident
   detections must match at IoU ≥ 0.99.
 - activation modes (w8a8, w4a8): ORT also rounds every activation to 8 bits, which PyTorch (with
-  the same weights) does not. A uint8 step is about 1/255 of a tensor's range, which moves box
-  edges by a fraction of a pixel to a few pixels and scores near the bar across it. So 90% of
-  confident detections must match at IoU ≥ 0.85. Measured on 16 val2017 images: 96–98% at 0.85.
-  A broken export (a wrong scale, a float weight read as int) matches almost none.
+  the same weights) does not. A uint8 step is 1/255 of a tensor's range; the rounding moves box
+  edges a little and pushes scores near the bar across it. So 90% of confident detections must
+  match at IoU ≥ 0.85. Measured for w8a8 on 16 val2017 images: 71/75
+  (94.7%).
 """
 
 from __future__ import annotations
