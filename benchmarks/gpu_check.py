@@ -1,7 +1,8 @@
 """The CUDA-only checks, as one prepared script for a lent GPU machine (never part of the tests).
 
 1. ``yqt export`` in auto mode: CUDA FP16 expected, or the fallback recorded with its reason;
-2. ``yqt quantize --mode w8a16`` in auto mode: the same device choice for the Brevitas export;
+2. ``yqt quantize --mode w8a16`` in auto mode: the same device choice for the Brevitas export; and,
+   when the dev set is present, ``--mode w8a8`` (CPU export, int8 QDQ) to see it run on CUDA too;
 3. ``yqt smoke --require-cuda`` on both files: exit 1 if CUDA did not attach;
 4. ``yqt eval`` on the CUDA execution provider (first 100 ids when the dev set is present).
 
@@ -39,6 +40,9 @@ def main() -> None:
         quant = yqt("quantize", "--mode", "w8a16", *common)
         for a in quant.get("device_choice", {}).get("attempts", []):
             print(f"  quantize {a['device']} {a['precision']}: {a['outcome']} ({a['reason']})")
+        if (args.coco_root / "train2017").is_dir():
+            w8a8 = yqt("quantize", "--mode", "w8a8", "--coco-root", str(args.coco_root), *common)
+            print(f"  w8a8 passed={w8a8.get('passed')} failures={w8a8.get('failures')}")
         for model in sorted((Path(tmp) / "gpu" / "onnx").glob("*.onnx")):
             smoke = yqt("smoke", str(model), "--require-cuda", *common)
             if smoke:

@@ -141,7 +141,11 @@ def main() -> None:
             print(f"  {k:6s} {v * 1000:7.1f} ms  {v / lat['float']:.3f}x float")
         w8a16_bytes = next((r.onnx.size_bytes for m, r, *_ in rows if m == "w8a16"), None)
         print("\nmust show:")
-        for mode, result, ort_map, _torch_ref in rows:
+        for mode, result, ort_map, torch_ref in rows:
+            if torch_ref is not None:
+                gap = 100 * abs(ort_map - torch_ref)
+                print(f"  {mode:6s} ORT mAP = PyTorch fake-quant mAP within 0.3 pt -> {gap:.2f} pt: "
+                      f"{'yes' if gap <= 0.3 else 'NO'}")  # fmt: skip
             ratio = lat[mode] / lat["float"]
             size = f", file {result.onnx.size_bytes / w8a16_bytes:.2f}x w8a16" if w8a16_bytes else ""
             print(f"  {mode:6s} {MUST[mode]:45s} -> Δ {100 * (ort_map - float_map):+.2f} pt, mAP {ort_map:.4f}, "

@@ -16,7 +16,9 @@ measured on w8a8 the resampled mAP differs by at most 1.2e-4 (0.01 pt), far insi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -37,7 +39,6 @@ from yqt.runs import (
     default_runs_dir,
     now_iso,
     read_json,
-    sha256_file,
 )
 
 log = logging.getLogger(__name__)
@@ -297,13 +298,17 @@ def per_image_matches(ev: Evaluation) -> PerImageMatches:
         raise YqtError(f"{ev.label}: detections file missing: {det_path}", "re-run yqt eval for this model")
     if not ann_path or not Path(ann_path).is_file():
         raise YqtError(f"{ev.label}: annotations file missing: {ann_path}", "keep the COCO data where eval found it")
+    raw = det_path.read_bytes()  # hashed and parsed from the same bytes
     recorded = ev.doc.get("detections_sha256")
-    if recorded and sha256_file(det_path) != recorded:
+    if recorded and hashlib.sha256(raw).hexdigest() != recorded:
         raise YqtError(
             f"{ev.label}: {det_path} does not match the detections_sha256 in its metrics.json (altered or replaced)",
             "re-run yqt eval for this model",
         )
-    detections = read_json(Path(det_path), "detections.json")
+    try:
+        detections = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise YqtError(f"detections.json is not valid JSON: {det_path} ({exc})", "re-run yqt eval") from None
     coco = load_coco(Path(ann_path))
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator = cocoeval_for(coco, detections, ev.doc["image_ids"])
@@ -360,13 +365,16 @@ def _save_in_baseline_run(result: CompareResult, baseline: Evaluation, cfg: Comp
     if not (run_dir / MANIFEST_NAME).is_file():
         return result
     run = Run(run_dir, run_dir.name)
-    with run.step("compare", cfg) as step:
-        stamp = now_iso().replace(":", "-")
-        path = run.root / "compare" / f"compare-{stamp}-{uuid.uuid4().hex[:6]}.json"
-        result = replace(result, saved=path.resolve())
-        step.add_artifact(atomic_write_json(path, result), "compare-result")
-        step.summary.update(passed=result.passed, rows=len(result.rows), left_out=len(result.left_out))
-    return result
+    stamp = now_iso().replace(":", "-")
+    path = run.root / "compare" / f"compare-{stamp}-{uuid.uuid4().hex[:6]}.json"
+    try:
+        with run.step("compare", cfg) as step:
+            saved = replace(result, saved=path.resolve())
+            step.add_artifact(atomic_write_json(path, saved), "compare-result")
+            step.summary.update(passed=result.passed, rows=len(result.rows), left_out=len(result.left_out))
+    except OSError as exc:  # a teammate's read-only run: the comparison still stands, unsaved
+        return replace(result, warnings=(*result.warnings, f"not saved in {run_dir}: {exc.strerror or exc}"))
+    return saved
 
 
 def _confidence_intervals(ordered: list[Evaluation], cfg: CompareConfig) -> dict[str, dict[str, tuple[float, float]]]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import io
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +37,7 @@ from yqt.errors import YqtError
 from yqt.records import CocoMetrics, EvalConfig, EvalResult, EvalTiming, LatencyStats
 from yqt.runs import (
     Run,
+    atomic_write_bytes,
     atomic_write_json,
     maybe_step,
     now_iso,
@@ -95,6 +98,10 @@ def detections_for_image(
     return results
 
 
+def _some(names: Sequence[str], shown: int = 4) -> str:
+    return ", ".join(repr(n) for n in names[:shown]) + (" ..." if len(names) > shown else "")
+
+
 def _normal(name: str) -> str:
     return " ".join(str(name).lower().replace("_", " ").split())
 
@@ -107,14 +114,21 @@ def category_mapping(
     Every dataset category must be one of the model's classes, or its objects could never be
     detected and the mAP would be silently wrong; model classes the dataset lacks are dropped.
     """
-    by_name = {_normal(c["name"]): int(c["id"]) for c in categories}
+    by_name: dict[str, int] = {}
+    for c in categories:
+        name = _normal(c["name"])
+        if name in by_name:
+            raise YqtError(
+                f"the dataset names two categories {c['name']!r} (ids {by_name[name]} and {c['id']})",
+                "give every category of the annotations file a distinct name",
+            )
+        by_name[name] = int(c["id"])
     mapping = [by_name.get(_normal(n)) for n in model_names]
     missing = sorted(set(by_name) - {_normal(n) for n in model_names})
     if missing:
-        shown = ", ".join(repr(m) for m in missing[:4]) + (" ..." if len(missing) > 4 else "")
         raise YqtError(
-            f"{len(missing)} of the dataset's {len(by_name)} categories match no class of the model ({shown}); "
-            f"the model's classes are {', '.join(repr(n) for n in list(model_names)[:4])} ...",
+            f"{len(missing)} of the dataset's {len(by_name)} categories match no class of the model "
+            f"({_some(missing)}); the model's classes are {_some(list(model_names))}",
             "score a model trained on these categories, or rename the categories to the model's class names",
         )
     dropped = [n for n, c in zip(model_names, mapping, strict=True) if c is None]
@@ -257,7 +271,9 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
         folder = run.eval_dir(name) if run is not None else None
         detections_sha256 = None
         if folder is not None:  # bulk files first; metrics.json, written last, marks the eval complete
-            detections_sha256 = sha256_file(atomic_write_json(folder / "detections.json", detections, compact=True))
+            payload = json.dumps(detections, separators=(",", ":"), allow_nan=False).encode()
+            detections_sha256 = hashlib.sha256(payload).hexdigest()
+            atomic_write_bytes(folder / "detections.json", payload)
             atomic_write_json(
                 folder / "image_ids.json", {"image_ids": selection.ids, "sha256": ids_sha256(selection.ids)}
             )

@@ -299,7 +299,6 @@ def export_baseline(cfg: ExportConfig, run: Run | None = None) -> ExportResult:
     image = cfg.verify_image or default_smoke_image()
     read_image(image)  # fail now, not after a minute of export work
     detector = load_detector(cfg.weights, cfg.imgsz)
-    out_dir = run.onnx_dir if run is not None else Path.cwd()
     with tempfile.TemporaryDirectory(prefix="yqt-export-") as work, maybe_step(run, "export", cfg) as step:
         outcome = export_with_fallback(
             detector.module,
@@ -311,6 +310,8 @@ def export_baseline(cfg: ExportConfig, run: Run | None = None) -> ExportResult:
             (cfg.device, cfg.half),
         )
         embed_metadata(outcome.tmp_path, model_metadata(detector, "baseline", outcome.choice.precision))
+        # Read only now: the step may have moved a new default-id run to a free id.
+        out_dir = run.onnx_dir if run is not None else Path.cwd()
         target = publish(outcome.tmp_path, out_dir / f"{detector.stem}-baseline-{outcome.choice.precision}.onnx")
         artifact = file_artifact(target)
         result = ExportResult(

@@ -196,6 +196,11 @@ def _calibration(cfg: QuantizeConfig, mode: QuantMode) -> tuple[Any, tuple[str, 
 
 def _validate(cfg: QuantizeConfig, mode: QuantMode, opset: int) -> tuple[str, ...]:
     notes = []
+    if cfg.quantize_dfl and not mode.weight_only:
+        raise YqtError(
+            f"--quantize-dfl cannot apply to {mode.name}: there the DFL is part of the float post-processing",
+            "drop --quantize-dfl, or use it with w8a16 or w4a16",
+        )
     if not 90.0 <= cfg.calib_percentile <= 100.0:
         raise YqtError(f"--calib-percentile must be in [90, 100], got {cfg.calib_percentile}", "use 99.999")
     if mode.weight_only and Layout(cfg.layout) is not Layout.ORT:
@@ -281,7 +286,6 @@ def quantize(
     images = parity.parity_images(cfg.parity_images, cfg.parity_max_images)
     verify_image = default_smoke_image()
     name = f"{detector.stem}-{mode.name}-qcdq-ptq"
-    out_dir = run.onnx_dir if run is not None else Path.cwd()
     failures: list[str] = []
     gate_opt: GateReport | None = None
     act_report = None
@@ -329,6 +333,8 @@ def quantize(
                 )
         onnx_art = opt_art = size = None
         if not failures:  # publish only what passed: a rejected file never looks valid
+            # Read only now: the step may have moved a new default-id run to a free id.
+            out_dir = run.onnx_dir if run is not None else Path.cwd()
             target = publish(outcome.tmp_path, out_dir / f"{name}.onnx")
             opt_target = publish(opt_tmp, out_dir / f"{name}-opt.onnx")
             onnx_art, opt_art = file_artifact(target), file_artifact(opt_target)

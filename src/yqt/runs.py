@@ -60,6 +60,13 @@ def file_artifact(path: Path) -> FileArtifact:
 
 
 def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask alone must set it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

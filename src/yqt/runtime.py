@@ -211,7 +211,8 @@ def class_names_from_session(session: Any) -> tuple[str, ...]:
     if "names" in meta:  # Ultralytics writes a Python dict literal
         try:
             names = ast.literal_eval(meta["names"])
-            return tuple(str(names[i]) for i in sorted(names))
+            # Indexed by class id: a gap in the ids must not shift the classes after it.
+            return tuple(str(names.get(i, i)) for i in range(max(names) + 1))
         except (ValueError, SyntaxError, TypeError, KeyError):
             pass
     from yqt.models import COCO80_NAMES

@@ -184,6 +184,19 @@ def test_w8a8_from_the_cli_reports_bits_kernels_and_calibration_and_keeps_stderr
     assert "INFO:" not in result.stderr and "WARNING:root" not in result.stderr, result.stderr
 
 
+def test_onnxsim_copy_is_gated_too(tmp_path: Path):
+    pytest.importorskip("onnxsim", reason="the optional onnxsim extra is not installed")
+    from yqt.quantize import quantize
+    from yqt.records import QuantizeConfig
+    from yqt.runs import Run
+
+    cfg = QuantizeConfig(mode="w4a16", gptq=False, simplifier="onnxsim", providers=("cpu",), device="cpu")
+    result = quantize(cfg, Run.open(tmp_path, "sim"))
+    assert result.passed, result.failures
+    assert result.gate_opt.target.endswith("(onnxsim)") and result.gate_opt.passed
+    assert set(_census_bits(result.onnx_opt.path).values()) == {4, None}
+
+
 def test_w4a16_at_opset_13_keeps_int8_storage_and_says_so(tmp_path: Path):
     runs = tmp_path / "runs"
     result = run_yqt(

@@ -64,35 +64,59 @@ def _consumers(nodes: Sequence[Any]) -> dict[str, list[Any]]:
     return out
 
 
-def _downstream(starts: Iterable[Any], consumers: Mapping[str, list[Any]]) -> dict[str, Any]:
+def _downstream(starts: Iterable[Any], consumers: Mapping[str, list[Any]]) -> list[Any]:
     """Every node reachable from the outputs of ``starts`` (the starts themselves excluded)."""
-    seen: dict[str, Any] = {}
+    seen: dict[int, Any] = {}
     stack = list(starts)
     while stack:
         node = stack.pop()
         for out in node.output:
             for c in consumers.get(out, []):
-                if c.name not in seen:
-                    seen[c.name] = c
+                if id(c) not in seen:
+                    seen[id(c)] = c
                     stack.append(c)
-    return seen
+    return list(seen.values())
 
 
-def is_dfl(node: Any) -> bool:
-    return node.op_type == "Conv" and "/dfl/" in node.name
+def is_dfl(node: Any, producer: Mapping[str, Any]) -> bool:
+    """The DFL conv, by structure: a Conv reading a Softmax (through Reshape/Transpose)."""
+    if node.op_type != "Conv":
+        return False
+    source = producer.get(node.input[0])
+    while source is not None and source.op_type in ("Reshape", "Transpose"):
+        source = producer.get(source.input[0])
+    return source is not None and source.op_type == "Softmax"
+
+
+def name_unnamed_nodes(model: Any) -> int:
+    """ORT's quantizer excludes nodes by name: give every unnamed node a unique one. Returns how many."""
+    taken = {n.name for n in model.graph.node}
+    named = 0
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"yqt_{node.op_type}_{i}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+            named += 1
+    return named
 
 
 def post_processing(model: Any) -> tuple[set[str], list[str]]:
-    """(nodes after the head's final convs, the final convs' names), read from the graph."""
+    """(nodes after the head's final convs, the final convs' names), read from the graph.
+
+    The final convs are the convs with no conv below them but the DFL; nodes must be named.
+    """
     nodes = list(model.graph.node)
     consumers = _consumers(nodes)
+    producer = {o: n for n in nodes for o in n.output}
     finals = []
-    for conv in (n for n in nodes if n.op_type == "Conv" and not is_dfl(n)):
-        below = _downstream([conv], consumers).values()
-        if not any(n.op_type == "Conv" and not is_dfl(n) for n in below):
+    for conv in (n for n in nodes if n.op_type == "Conv" and not is_dfl(n, producer)):
+        below = _downstream([conv], consumers)
+        if not any(n.op_type == "Conv" and not is_dfl(n, producer) for n in below):
             finals.append(conv)
-    post = _downstream(finals, consumers)
-    return set(post), [c.name for c in finals]
+    return {n.name for n in _downstream(finals, consumers)}, [c.name for c in finals]
 
 
 def _float_tensors(model: Any, skip: set[str]) -> list[str]:
@@ -238,6 +262,9 @@ def quantize_activations(
     t0 = time.perf_counter()
     layout = Layout(layout)
     model = onnx.load(str(float_onnx))
+    if name_unnamed_nodes(model):
+        float_onnx = Path(out_path).with_name("named-float.onnx")
+        onnx.save(model, str(float_onnx))
     post, finals = post_processing(model)
     float_convs = {n.name for n in model.graph.node if n.op_type == "Conv" and n.name not in weights}
     excluded = sorted(post | float_convs)
@@ -287,24 +314,25 @@ def keep_conv_input_qdq_only(model: Any) -> int:
     nodes = list(model.graph.node)
     consumers = _consumers(nodes)
     inits = {t.name for t in model.graph.initializer}
-    drop: set[str] = set()
+    outputs = {o.name for o in model.graph.output}
+    drop: set[int] = set()
     for q in (n for n in nodes if n.op_type == "QuantizeLinear" and n.input[0] not in inits):
-        dqs = [d for d in consumers.get(q.output[0], []) if d.op_type == "DequantizeLinear"]
+        users = consumers.get(q.output[0], [])
+        dqs = [d for d in users if d.op_type == "DequantizeLinear"]
         readers = [r for d in dqs for r in consumers.get(d.output[0], [])]
-        if len(dqs) != len(consumers.get(q.output[0], [])) or any(r.op_type == "Conv" for r in readers):
+        if len(dqs) != len(users) or any(r.op_type == "Conv" for r in readers):
             continue
+        if any(d.output[0] in outputs for d in dqs):
+            continue  # a graph output keeps its Q/DQ rather than being renamed
         for d in dqs:
             for r in consumers.get(d.output[0], []):
                 r.input[:] = [q.input[0] if i == d.output[0] else i for i in r.input]
-            for o in model.graph.output:
-                if o.name == d.output[0]:
-                    raise RuntimeError(f"a graph output is dequantized at {d.name}")
-            drop.add(d.name)
-        drop.add(q.name)
-    keep = [n for n in nodes if n.name not in drop]
+            drop.add(id(d))
+        drop.add(id(q))
+    keep = [n for n in nodes if id(n) not in drop]
     del model.graph.node[:]
     model.graph.node.extend(keep)
-    return len([n for n in drop if n])
+    return len(drop)
 
 
 # ------------------------------------------------------------------------------------ weights
@@ -327,13 +355,19 @@ def replace_weights(model: Any, weights: Mapping[str, IntWeights]) -> None:
 
     producer = {o: n for n in model.graph.node for o in n.output}
     inits = {t.name: t for t in model.graph.initializer}
+    stems: set[str] = set()
+    rewritten: set[int] = set()
     new_nodes = []
     for conv in [n for n in model.graph.node if n.op_type == "Conv" and n.name in weights]:
         w = weights[conv.name]
         dq = producer.get(conv.input[1])
-        if dq is None or dq.op_type != "DequantizeLinear":
-            continue  # left float by ORT: the gate reports it
-        stem = conv.name.strip("/").replace("/", ".")
+        if dq is None or dq.op_type != "DequantizeLinear" or id(dq) in rewritten:
+            continue  # left float by ORT, or a weight shared with a conv already done: the gate reports it
+        rewritten.add(id(dq))
+        stem = "yqt." + (conv.name.strip("/").replace("/", ".") or "conv")
+        while stem in stems:
+            stem += "_"
+        stems.add(stem)
         q_name = _set_initializer(model, f"{stem}.w_int{w.bits}", w.ints.astype(np.int8))
         if w.bits < 8:
             top = 2 ** (w.bits - 1) - 1

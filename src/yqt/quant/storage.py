@@ -18,10 +18,6 @@ from yqt.quant.modes import INT4_OPSET
 from yqt.records import Simplifier, StorageReport
 
 
-def opset_of(model: Any) -> int:
-    return int(next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0))
-
-
 def _clip_bounds(model: Any, clip: Any) -> tuple[int, int] | None:
     from onnx import numpy_helper
 
@@ -31,40 +27,52 @@ def _clip_bounds(model: Any, clip: Any) -> tuple[int, int] | None:
     return int(numpy_helper.to_array(inits[clip.input[1]])), int(numpy_helper.to_array(inits[clip.input[2]]))
 
 
+def _zero_point_is_zero(dq: Any, inits: dict[str, Any]) -> bool:
+    from onnx import numpy_helper
+
+    if len(dq.input) < 3 or not dq.input[2]:
+        return True
+    return dq.input[2] in inits and not numpy_helper.to_array(inits[dq.input[2]]).any()
+
+
 def pack_int4(model: Any) -> int:
-    """Rewrite int8 → Clip(±7 or narrower) → DequantizeLinear as INT4 → DequantizeLinear. Returns how many."""
+    """Rewrite int8 → Clip(within ±7) → DequantizeLinear as INT4 → DequantizeLinear. Returns how many.
+
+    Only a Clip on an int8 initializer whose every reader is a symmetric DequantizeLinear is
+    rewritten (once, however many readers); anything else is left as it is.
+    """
     import ml_dtypes
     from onnx import numpy_helper
 
-    producer = {o: n for n in model.graph.node for o in n.output}
+    from yqt.quant.activations import _consumers, _drop_unused_initializers
+
+    nodes = list(model.graph.node)
+    consumers = _consumers(nodes)
     inits = {t.name: t for t in model.graph.initializer}
-    dropped: set[str] = set()
-    packed = 0
-    for dq in [n for n in model.graph.node if n.op_type == "DequantizeLinear"]:
-        clip = producer.get(dq.input[0])
-        if clip is None or clip.op_type != "Clip" or clip.input[0] not in inits:
-            continue
+    dropped: set[int] = set()
+    for clip in (n for n in nodes if n.op_type == "Clip" and n.input[0] in inits):
         bounds = _clip_bounds(model, clip)
-        if bounds is None or bounds[0] < -8 or bounds[1] > 7:
-            continue
+        readers = consumers.get(clip.output[0], [])
         raw = numpy_helper.to_array(inits[clip.input[0]])
-        values = np.clip(raw.astype(np.int16), *bounds).astype(ml_dtypes.int4)
+        if (
+            bounds is None or bounds[0] < -8 or bounds[1] > 7 or raw.dtype != np.int8 or not readers
+            or any(r.op_type != "DequantizeLinear" or not _zero_point_is_zero(r, inits) for r in readers)
+        ):  # fmt: skip
+            continue
         name = f"{clip.input[0]}_int4"
+        values = np.clip(raw.astype(np.int16), *bounds).astype(ml_dtypes.int4)
         model.graph.initializer.append(numpy_helper.from_array(values, name))
-        zero_name = f"{name}_zero"
-        scale = numpy_helper.to_array(inits[dq.input[1]])
-        model.graph.initializer.append(numpy_helper.from_array(np.zeros(scale.shape, dtype=ml_dtypes.int4), zero_name))
-        dq.input[:] = [name, dq.input[1], zero_name]
-        dropped.add(clip.name)
-        packed += 1
-    keep = [n for n in model.graph.node if n.name not in dropped]
+        for i, dq in enumerate(readers):
+            scale = numpy_helper.to_array(inits[dq.input[1]])
+            zero = numpy_helper.from_array(np.zeros(scale.shape, dtype=ml_dtypes.int4), f"{name}_zero{i}")
+            model.graph.initializer.append(zero)
+            dq.input[:] = [name, dq.input[1], zero.name]
+        dropped.add(id(clip))
+    keep = [n for n in nodes if id(n) not in dropped]
     del model.graph.node[:]
     model.graph.node.extend(keep)
-    used = {i for n in model.graph.node for i in n.input}
-    live = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(live)
-    return packed
+    _drop_unused_initializers(model)
+    return len(dropped)
 
 
 def store_low_bit(path: Path, opset: int, weight_bits: int) -> StorageReport:
@@ -83,6 +91,8 @@ def store_low_bit(path: Path, opset: int, weight_bits: int) -> StorageReport:
     model = onnx.load(str(path))
     packed = pack_int4(model)
     onnx.save(model, str(path))
+    if not packed:
+        return StorageReport(format="int8", opset=opset, note="no 4-bit weight found to pack: int8 + Clip")
     return StorageReport(
         format="int4", opset=opset, note=f"{packed} weight(s) packed as INT4 initializers (opset {opset})"
     )
@@ -101,9 +111,12 @@ def simplify(src: Path, dst: Path, simplifier: Simplifier) -> None:
                 import onnxsim
             except ImportError:
                 raise YqtError("--simplifier onnxsim needs the onnxsim package", "pip install onnxsim") from None
-            simplified, ok = onnxsim.simplify(model)
+            try:
+                simplified, ok = onnxsim.simplify(model)
+            except Exception as exc:
+                raise YqtError(f"onnxsim failed on {src.name}: {exc}", "use --simplifier onnxslim") from None
             if not ok:
-                raise RuntimeError("onnxsim could not validate its simplified model")
+                raise YqtError(f"onnxsim could not validate its copy of {src.name}", "use --simplifier onnxslim")
         else:
             import onnxslim
 
