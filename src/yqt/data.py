@@ -202,24 +202,24 @@ def read_image(path: Path) -> np.ndarray:
     if not Path(path).is_file():
         raise YqtError(f"image not found: {path}", "check --images-dir, or drop the id with --image-ids-list")
     fix = "replace the file, or leave its id out with --image-ids-list"
+    data = Path(path).read_bytes()  # read once: decoded and checked for truncation from the same bytes
     try:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
     except cv2.error as exc:  # e.g. a header claiming more than CV_IO_MAX_IMAGE_PIXELS
         raise YqtError(f"image cannot be decoded: {path} ({getattr(exc, 'err', '') or 'OpenCV error'})", fix) from None
     if img is None or img.size == 0:
         raise YqtError(f"image cannot be decoded: {path}", fix)
-    if _jpeg_is_truncated(path):
+    if _jpeg_is_truncated(data):
         raise YqtError(f"image is truncated (JPEG has no end-of-image marker after its last scan): {path}", fix)
     return img
 
 
-def _jpeg_is_truncated(path: Path) -> bool:
+def _jpeg_is_truncated(data: bytes) -> bool:
     """A JPEG cut short in its pixel data, which libjpeg decodes anyway (gray rows, a stderr warning).
 
     Markers cannot occur inside entropy-coded data (0xFF is stuffed there), so a complete JPEG has
     EOI (FFD9) after its last SOS (FFDA); bytes after EOI are allowed.
     """
-    data = Path(path).read_bytes()
     return data.startswith(b"\xff\xd8") and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
 
 

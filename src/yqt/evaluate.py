@@ -12,7 +12,6 @@ import contextlib
 import copy
 import hashlib
 import io
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ from yqt.runs import (
     Run,
     atomic_write_bytes,
     atomic_write_json,
+    json_bytes,
     maybe_step,
     now_iso,
     package_versions,
@@ -271,7 +271,7 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
         folder = run.eval_dir(name) if run is not None else None
         detections_sha256 = None
         if folder is not None:  # bulk files first; metrics.json, written last, marks the eval complete
-            payload = json.dumps(detections, separators=(",", ":"), allow_nan=False).encode()
+            payload = json_bytes(detections, compact=True)  # hashed as written, not read back
             detections_sha256 = hashlib.sha256(payload).hexdigest()
             atomic_write_bytes(folder / "detections.json", payload)
             atomic_write_json(

@@ -105,9 +105,9 @@ def _integer_weights(qmodule: Any, node_names: dict[str, str]) -> dict[str, acti
     for name, layer in layers.quantized_layers(qmodule).items():
         if name not in node_names:
             raise RuntimeError(f"quantized layer {name} has no Conv node in the exported graph")
-        ints, scale = layers.integer_weights(layer)
+        ints, scale, bits = layers.integer_weights(layer)
         bias = layer.bias.detach().float().cpu().numpy() if layer.bias is not None else None
-        table[node_names[name]] = activations.IntWeights(ints, scale, int(layer.quant_weight().bit_width), bias)
+        table[node_names[name]] = activations.IntWeights(ints, scale, bits, bias)
     return table
 
 
@@ -186,8 +186,7 @@ def _size_report(qcdq: Path, opt: Path, run: Run | None, stem: str, parameters: 
 
 
 def _calibration(cfg: QuantizeConfig, mode: QuantMode) -> tuple[Any, tuple[str, ...]]:
-    if cfg.calib_images < 1:
-        raise YqtError(f"--calib-images must be at least 1, got {cfg.calib_images}", "use the default 64")
+    calibrate.check_count(cfg.calib_images)  # even where unused: a 0 is a mistake worth saying
     if not mode.needs_calibration(cfg.gptq):
         return None, ()
     folder = calibrate.resolve_calib_dir(cfg.calib_dir, cfg.coco_root, mode.name)
@@ -196,6 +195,7 @@ def _calibration(cfg: QuantizeConfig, mode: QuantMode) -> tuple[Any, tuple[str, 
 
 def _validate(cfg: QuantizeConfig, mode: QuantMode, opset: int) -> tuple[str, ...]:
     notes = []
+    storage.require_simplifier(cfg.simplifier)
     if cfg.quantize_dfl and not mode.weight_only:
         raise YqtError(
             f"--quantize-dfl cannot apply to {mode.name}: there the DFL is part of the float post-processing",
@@ -215,9 +215,9 @@ def _validate(cfg: QuantizeConfig, mode: QuantMode, opset: int) -> tuple[str, ..
     return tuple(notes)
 
 
-def _metadata(detector: LoadedDetector, mode: QuantMode, precision: str, decisions: Any, extra: dict) -> dict:
+def _metadata(detector: LoadedDetector, mode: QuantMode, precision: str, mean_bits: float, extra: dict) -> dict:
     meta = model_metadata(detector, mode.name, precision)
-    meta["yqt.mean_weight_bits"] = f"{layers.mean_weight_bits(decisions):.4f}"
+    meta["yqt.mean_weight_bits"] = f"{mean_bits:.4f}"
     meta["yqt.activations"] = "float" if mode.weight_only else f"int{mode.act_bits}"
     meta.update(extra)
     return meta
@@ -282,6 +282,7 @@ def quantize(
     t0 = time.perf_counter()
     mode, opset, qmodule, detector = prepared.mode, prepared.opset, prepared.module, prepared.detector
     decisions, calib, notes = prepared.decisions, prepared.calibration, list(prepared.notes)
+    mean_bits = layers.mean_weight_bits(decisions)
     timings = dict(prepared.timings)
     images = parity.parity_images(cfg.parity_images, cfg.parity_max_images)
     verify_image = default_smoke_image()
@@ -306,7 +307,7 @@ def quantize(
             extra["yqt.layout"] = act_report.layout
         if calib is not None:
             extra.update(calibrate.calibration_metadata(calib))
-        embed_metadata(outcome.tmp_path, _metadata(detector, mode, outcome.choice.precision, decisions, extra))
+        embed_metadata(outcome.tmp_path, _metadata(detector, mode, outcome.choice.precision, mean_bits, extra))
         timings["export_s"] = time.perf_counter() - t - timings.get("calibration_s", 0.0)
         t = time.perf_counter()
         gate = run_gate(outcome.tmp_path, mode, decisions, store, act_report, f"{name}.onnx")
@@ -345,7 +346,7 @@ def quantize(
             mode=mode.name, model=detector.info, layers=decisions, device_choice=outcome.choice,
             verification=outcome.verification, gate=gate, gate_opt=gate_opt, parity=parity_report, onnx=onnx_art,
             onnx_opt=opt_art, size=size, smoke=None, passed=not failures, failures=tuple(failures),
-            warnings=tuple(notes), timings=timings, mean_weight_bits=layers.mean_weight_bits(decisions),
+            warnings=tuple(notes), timings=timings, mean_weight_bits=mean_bits,
             calibration=calib, activations=act_report, storage=store, gptq_layers=prepared.gptq_layers, config=cfg,
         )  # fmt: skip
         if run is not None:  # saved whether it passed or not: a failed gate is evidence too
@@ -356,7 +357,7 @@ def quantize(
             step.summary.update(
                 passed=not failures, failures=failures, quantized_layers=sum(d.quantized for d in decisions),
                 float_layers=sum(not d.quantized for d in decisions),
-                mean_weight_bits=layers.mean_weight_bits(decisions), device=outcome.choice.device,
+                mean_weight_bits=mean_bits, device=outcome.choice.device,
                 precision=outcome.choice.precision, gate={c.name: c.ok for c in gate.checks},
                 parity=None if parity_report is None else parity_report.matched_fraction,
                 calibration_sha256=None if calib is None else calib.sha256,

@@ -114,15 +114,19 @@ def atomic_write_text(target: Path, text: str) -> Path:
     return atomic_write_bytes(target, text.encode("utf-8"))
 
 
-def atomic_write_json(target: Path, obj: Any, *, compact: bool = False) -> Path:
+def json_bytes(obj: Any, *, compact: bool = False) -> bytes:
     """Records (or any nesting of them) as indented JSON; ``compact`` takes plain JSON data as is.
 
     ``compact`` is for bulk data such as detections: converting tens of thousands of plain dicts
     through :func:`to_jsonable` and indenting them costs more than a second per eval.
     """
     if compact:
-        return atomic_write_text(target, json.dumps(obj, separators=(",", ":"), allow_nan=False))
-    return atomic_write_text(target, json.dumps(to_jsonable(obj), indent=2) + "\n")
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    return (json.dumps(to_jsonable(obj), indent=2) + "\n").encode()
+
+
+def atomic_write_json(target: Path, obj: Any, *, compact: bool = False) -> Path:
+    return atomic_write_bytes(target, json_bytes(obj, compact=compact))
 
 
 def read_json(path: Path, what: str) -> Any:

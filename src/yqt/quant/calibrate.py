@@ -46,10 +46,14 @@ def resolve_calib_dir(calib_dir: Path | None, coco_root: Path | None, mode: str)
     )
 
 
-def select_calibration(folder: Path, count: int) -> tuple[CalibrationSet, tuple[str, ...]]:
-    """The first ``count`` images of ``folder`` in name order, hashed. Returns the set and warnings."""
+def check_count(count: int) -> None:
     if count < 1:
         raise YqtError(f"--calib-images must be at least 1, got {count}", "use the default --calib-images 64")
+
+
+def select_calibration(folder: Path, count: int) -> tuple[CalibrationSet, tuple[str, ...]]:
+    """The first ``count`` images of ``folder`` in name order, hashed. Returns the set and warnings."""
+    check_count(count)
     files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise YqtError(

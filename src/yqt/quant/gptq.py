@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from yqt.export import captured_output
+from yqt.quant.layers import quantized_layers
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def apply_gptq(module: Any, batches: Sequence[Any], act_order: bool = False, pro
     with captured_output("import brevitas"):
         from brevitas.graph.gptq import gptq_mode
 
-    if not any(_is_low_bit(m) for m in module.modules()):
+    if not any(float(m.quant_weight().bit_width) < 8 for m in quantized_layers(module).values()):
         return 0
     # 8-bit layers kept by --keep-8bit are solved too: it costs one pass each and never hurts.
     with warnings.catch_warnings(), torch.no_grad(), gptq_mode(module, act_order=act_order) as gptq:
@@ -40,14 +41,3 @@ def apply_gptq(module: Any, batches: Sequence[Any], act_order: bool = False, pro
                 progress(done, total)
     log.info("GPTQ solved %d layers on %d images (act_order=%s)", total, len(batches), act_order)
     return total
-
-
-def _is_quant_layer(m: Any) -> bool:
-    return hasattr(m, "weight_quant") and hasattr(m, "quant_weight")
-
-
-def _is_low_bit(m: Any) -> bool:
-    if not _is_quant_layer(m):
-        return False
-    bits = m.quant_weight().bit_width
-    return bits is not None and float(bits) < 8

@@ -50,10 +50,25 @@ def _first_match(name: str, patterns: Iterable[str], hits: dict[str, int]) -> st
     return found
 
 
-def _quant_layer(m: Any, bits: int, qnn: Any) -> Any:
-    """A Brevitas layer with ``m``'s geometry and weights: weight quantizer only, no input/output/bias quant."""
+def _same_geometry(m: Any, conv_type: Any, linear_type: Any, **extra: Any) -> Any:
+    """A new conv or linear layer of ``m``'s shape (weights not copied)."""
     import torch.nn as nn
 
+    if isinstance(m, nn.Conv2d):
+        return conv_type(
+            m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding, dilation=m.dilation,
+            groups=m.groups, bias=m.bias is not None, padding_mode=m.padding_mode, **extra,
+        )  # fmt: skip
+    return linear_type(m.in_features, m.out_features, bias=m.bias is not None, **extra)
+
+
+def _set_submodule(root: Any, name: str, module: Any) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent_name) if parent_name else root, child, module)
+
+
+def _quant_layer(m: Any, bits: int, qnn: Any) -> Any:
+    """A Brevitas layer with ``m``'s geometry and weights: weight quantizer only, no input/output/bias quant."""
     common = {
         "weight_quant": weight_quantizer(bits),
         "input_quant": None,
@@ -61,13 +76,7 @@ def _quant_layer(m: Any, bits: int, qnn: Any) -> Any:
         "bias_quant": None,
         "return_quant_tensor": False,
     }
-    if isinstance(m, nn.Conv2d):
-        q = qnn.QuantConv2d(
-            m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding, dilation=m.dilation,
-            groups=m.groups, bias=m.bias is not None, padding_mode=m.padding_mode, **common,
-        )  # fmt: skip
-    else:
-        q = qnn.QuantLinear(m.in_features, m.out_features, bias=m.bias is not None, **common)
+    q = _same_geometry(m, qnn.QuantConv2d, qnn.QuantLinear, **common)
     missing, unexpected = q.load_state_dict(m.state_dict(), strict=False)
     # Only a frozen scale (initialised from the weights below) may be absent from a float state dict.
     if unexpected or any("scaling_impl" not in k for k in missing):
@@ -105,9 +114,7 @@ def quantize_module(
                                            params=params))  # fmt: skip
             continue
         bits = 8 if kept else mode.weight_bits
-        parent_name, _, child = name.rpartition(".")
-        parent = module.get_submodule(parent_name) if parent_name else module
-        setattr(parent, child, _quant_layer(m, bits, qnn))
+        _set_submodule(module, name, _quant_layer(m, bits, qnn))
         why = f"--keep-8bit {kept}" if kept else f"{mode.name}: {mode.description}"
         decisions.append(LayerDecision(name, kind, _shape(m), quantized=True, reason=why, bits=bits, params=params))
     notes = [f"--exclude {p!r} matched no layer (names look like model.23.cv2.0.0.conv)"
@@ -143,15 +150,15 @@ def quantized_layers(module: Any) -> dict[str, Any]:
     return {n: m for n, m in module.named_modules() if isinstance(m, (qnn.QuantConv2d, qnn.QuantLinear))}
 
 
-def integer_weights(layer: Any) -> tuple[Any, Any]:
-    """A Brevitas layer's weights as (integers int8 [O,...], per-output-channel scale float32 [O])."""
+def integer_weights(layer: Any) -> tuple[Any, Any, int]:
+    """A Brevitas layer's weights: (integers int8 [O,...], per-output-channel scale float32 [O], bits)."""
     import torch
 
     with torch.no_grad():
         qw = layer.quant_weight()
         ints = qw.int().to(torch.int8).cpu().numpy()
         scale = qw.scale.detach().reshape(-1).float().cpu().numpy()
-    return ints, scale
+    return ints, scale, int(qw.bit_width)
 
 
 def dequantized_copy(module: Any) -> Any:
@@ -166,20 +173,12 @@ def dequantized_copy(module: Any) -> Any:
     for name, layer in quantized_layers(clone).items():
         with torch.no_grad():
             weight = layer.quant_weight().value.detach().clone()
-        if isinstance(layer, nn.Conv2d):
-            plain: Any = nn.Conv2d(
-                layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride, padding=layer.padding,
-                dilation=layer.dilation, groups=layer.groups, bias=layer.bias is not None,
-                padding_mode=layer.padding_mode,
-            )  # fmt: skip
-        else:
-            plain = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+        plain = _same_geometry(layer, nn.Conv2d, nn.Linear)
         with torch.no_grad():
             plain.weight.copy_(weight)
             if layer.bias is not None:
                 plain.bias.copy_(layer.bias.detach())
-        parent_name, _, child = name.rpartition(".")
-        setattr(clone.get_submodule(parent_name) if parent_name else clone, child, plain.eval())
+        _set_submodule(clone, name, plain.eval())
     for p in clone.parameters():
         p.requires_grad_(False)
     return clone.eval()

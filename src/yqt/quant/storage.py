@@ -15,13 +15,13 @@ import numpy as np
 
 from yqt.errors import YqtError
 from yqt.quant.modes import INT4_OPSET
+from yqt.quant.onnx_edit import consumers_by_tensor, drop_unused_initializers, replace_nodes
 from yqt.records import Simplifier, StorageReport
 
 
-def _clip_bounds(model: Any, clip: Any) -> tuple[int, int] | None:
+def _clip_bounds(clip: Any, inits: dict[str, Any]) -> tuple[int, int] | None:
     from onnx import numpy_helper
 
-    inits = {t.name: t for t in model.graph.initializer}
     if len(clip.input) < 3 or clip.input[1] not in inits or clip.input[2] not in inits:
         return None
     return int(numpy_helper.to_array(inits[clip.input[1]])), int(numpy_helper.to_array(inits[clip.input[2]]))
@@ -44,14 +44,12 @@ def pack_int4(model: Any) -> int:
     import ml_dtypes
     from onnx import numpy_helper
 
-    from yqt.quant.activations import _consumers, _drop_unused_initializers
-
     nodes = list(model.graph.node)
-    consumers = _consumers(nodes)
+    consumers = consumers_by_tensor(nodes)
     inits = {t.name: t for t in model.graph.initializer}
     dropped: set[int] = set()
     for clip in (n for n in nodes if n.op_type == "Clip" and n.input[0] in inits):
-        bounds = _clip_bounds(model, clip)
+        bounds = _clip_bounds(clip, inits)
         readers = consumers.get(clip.output[0], [])
         raw = numpy_helper.to_array(inits[clip.input[0]])
         if (
@@ -68,10 +66,8 @@ def pack_int4(model: Any) -> int:
             model.graph.initializer.append(zero)
             dq.input[:] = [name, dq.input[1], zero.name]
         dropped.add(id(clip))
-    keep = [n for n in nodes if id(n) not in dropped]
-    del model.graph.node[:]
-    model.graph.node.extend(keep)
-    _drop_unused_initializers(model)
+    replace_nodes(model, drop=dropped)
+    drop_unused_initializers(model)
     return len(dropped)
 
 
@@ -98,6 +94,14 @@ def store_low_bit(path: Path, opset: int, weight_bits: int) -> StorageReport:
     )
 
 
+def require_simplifier(simplifier: Simplifier) -> None:
+    """Fail before minutes of GPTQ, not after, when the chosen simplifier is not installed."""
+    import importlib.util
+
+    if Simplifier(simplifier) is Simplifier.ONNXSIM and importlib.util.find_spec("onnxsim") is None:
+        raise YqtError("--simplifier onnxsim needs the onnxsim package", "pip install 'yqt[onnxsim]' (or onnxsim)")
+
+
 def simplify(src: Path, dst: Path, simplifier: Simplifier) -> None:
     """The ``-opt`` copy. The gate then checks that quantization survived it."""
     import onnx
@@ -107,10 +111,9 @@ def simplify(src: Path, dst: Path, simplifier: Simplifier) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if simplifier is Simplifier.ONNXSIM:
-            try:
-                import onnxsim
-            except ImportError:
-                raise YqtError("--simplifier onnxsim needs the onnxsim package", "pip install onnxsim") from None
+            require_simplifier(simplifier)
+            import onnxsim
+
             try:
                 simplified, ok = onnxsim.simplify(model)
             except Exception as exc:
