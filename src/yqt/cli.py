@@ -251,6 +251,23 @@ def quantize(
     simplifier: Annotated[
         str, typer.Option("--simplifier", help="Tool for the -opt copy: onnxslim or onnxsim.")
     ] = "onnxslim",
+    target_bits: Annotated[
+        float | None,
+        typer.Option(
+            "--target-bits",
+            help="w4 modes: keep the most sensitive layers at 8 bits within this mean weight bits (4 to 8).",
+            show_default="no automatic mixed precision",
+        ),
+    ] = None,
+    sensitivity: Annotated[
+        Path | None,
+        typer.Option(
+            "--sensitivity", help="A yqt sensitivity JSON for --target-bits.", show_default="measured now"
+        ),
+    ] = None,
+    sensitivity_images: Annotated[
+        int, typer.Option("--sensitivity-images", help="Images for the sensitivity sweep when measured now.")
+    ] = 16,
     quantize_dfl: Annotated[bool, typer.Option("--quantize-dfl", help="Also quantize the DFL conv.")] = False,
     device: Device = "auto",
     half: Half = None,
@@ -281,7 +298,8 @@ def quantize(
         parity_max_images=parity_max, providers=parse_providers(providers), coco_root=coco_root, calib_dir=calib_dir,
         calib_images=calib_images, calib_percentile=calib_percentile, gptq=gptq, act_order=act_order,
         layout=_choice(Layout, layout, "--layout"),
-        simplifier=_choice(Simplifier, simplifier, "--simplifier"),
+        simplifier=_choice(Simplifier, simplifier, "--simplifier"), target_bits=target_bits, sensitivity=sensitivity,
+        sensitivity_images=sensitivity_images,
     )  # fmt: skip
     target = Run.open(runs_dir, run)
     with out.work(), out.phases() as progress:
@@ -292,6 +310,51 @@ def quantize(
     if not result.passed:
         out.failure("; ".join(result.failures))
         raise typer.Exit(1)
+
+
+@app.command("sensitivity")
+def sensitivity_(
+    weights: Weights = None,
+    imgsz: Imgsz = 640,
+    bits: Annotated[int, typer.Option("--bits", help="Probe precision of one layer's weights.")] = 4,
+    act: Annotated[
+        bool, typer.Option("--act", help="Also round the probed layer's input to uint8 (w4a8, w8a8).")
+    ] = False,
+    coco_root: Annotated[
+        Path | None, typer.Option("--coco-root", help="COCO root; the images come from its train2017/.")
+    ] = None,
+    calib_dir: Annotated[
+        Path | None,
+        typer.Option("--calib-dir", help="Unlabelled image folder.", show_default="<coco-root>/train2017"),
+    ] = None,
+    calib_images: Annotated[int, typer.Option("--calib-images", help="Images: the first N files by name.")] = 16,
+    calib_percentile: Annotated[
+        float, typer.Option("--calib-percentile", help="Input range of --act probes: this percentile of |x|.")
+    ] = 99.999,
+    batch: Annotated[int, typer.Option("--batch", help="Images per forward pass.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="Torch seed (random-init configs build from it).")] = 0,
+    top: Annotated[int, typer.Option("--top", help="Rows in the ranked table (0: all).")] = 20,
+    runs_dir: RunsDir = None,
+    run: RunId = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Rank every layer by how much low-bit weights in it alone move the detection head."""
+    from yqt.records import SensitivityConfig
+    from yqt.runs import Run
+    from yqt.sensitivity import sensitivity as run_sensitivity
+    from yqt.ui import render_sensitivity
+
+    out = _output(json_output)
+    cfg = SensitivityConfig(
+        weights=weights, imgsz=imgsz, bits=bits, act=act, coco_root=coco_root, calib_dir=calib_dir,
+        calib_images=calib_images, calib_percentile=calib_percentile, batch=batch, seed=seed,
+    )  # fmt: skip
+    target = Run.open(runs_dir, run)
+    with out.work(), out.progress("sensitivity (layers)", unit="layers/s") as progress:
+        result = run_sensitivity(cfg, target, progress)
+    out.warn_all(result.warnings)
+    out.result(result, lambda r: render_sensitivity(r, top))
+    out.note(f"run: {target.root}")
 
 
 @app.command("inspect-graph")

@@ -14,6 +14,7 @@ One entry point for every mode; the pieces live in :mod:`yqt.quant`:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 import time
@@ -39,7 +40,7 @@ from yqt.export import (
     torch_onnx_export,
 )
 from yqt.models import LoadedDetector, load_detector
-from yqt.quant import activations, calibrate, gptq, layers, parity, storage
+from yqt.quant import activations, calibrate, gptq, layers, mixed, parity, storage
 from yqt.quant.gate import run_gate
 from yqt.quant.modes import QuantMode, get_mode
 from yqt.records import (
@@ -48,14 +49,17 @@ from yqt.records import (
     GateReport,
     LayerDecision,
     Layout,
+    MixedPrecisionReport,
     QuantizeConfig,
     QuantizeResult,
+    SensitivityResult,
     Simplifier,
     SizeReport,
     SmokeConfig,
     StorageReport,
+    to_jsonable,
 )
-from yqt.runs import Run, atomic_write_json, file_artifact, maybe_step, record_artifact
+from yqt.runs import Run, atomic_write_json, file_artifact, json_bytes, maybe_step, record_artifact
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +189,15 @@ def _size_report(qcdq: Path, opt: Path, run: Run | None, stem: str, parameters: 
     )
 
 
+def _measures_sensitivity(cfg: QuantizeConfig) -> bool:
+    return cfg.target_bits is not None and cfg.sensitivity is None
+
+
 def _calibration(cfg: QuantizeConfig, mode: QuantMode) -> tuple[Any, tuple[str, ...]]:
     calibrate.check_count(cfg.calib_images)  # even where unused: a 0 is a mistake worth saying
-    if not mode.needs_calibration(cfg.gptq):
+    if not (mode.needs_calibration(cfg.gptq) or _measures_sensitivity(cfg)):
         return None, ()
-    folder = calibrate.resolve_calib_dir(cfg.calib_dir, cfg.coco_root, mode.name)
+    folder = calibrate.resolve_calib_dir(cfg.calib_dir, cfg.coco_root, f"--mode {mode.name}")
     return calibrate.select_calibration(folder, cfg.calib_images)
 
 
@@ -212,7 +220,54 @@ def _validate(cfg: QuantizeConfig, mode: QuantMode, opset: int) -> tuple[str, ..
         )
     if not mode.low_bit and not cfg.gptq:
         notes.append("--no-gptq has no effect in 8-bit modes (GPTQ runs for 4-bit weights only)")
+    notes += _validate_mixed(cfg, mode)
     return tuple(notes)
+
+
+def _validate_mixed(cfg: QuantizeConfig, mode: QuantMode) -> list[str]:
+    if cfg.target_bits is None:
+        return [f"--sensitivity {cfg.sensitivity} has no effect without --target-bits"] if cfg.sensitivity else []
+    if not mode.low_bit:
+        raise YqtError(
+            f"--target-bits chooses which layers of a 4-bit mode stay at 8 bits; {mode.name} has no 4-bit layers",
+            "use --mode w4a16 or w4a8 with --target-bits",
+        )
+    mixed.check_target(cfg.target_bits)
+    if cfg.sensitivity is not None and not Path(cfg.sensitivity).is_file():
+        raise YqtError(f"--sensitivity file not found: {cfg.sensitivity}", "run yqt sensitivity first, or drop it")
+    calibrate.check_count(cfg.sensitivity_images)
+    return []
+
+
+def _mixed_precision(
+    cfg: QuantizeConfig, mode: QuantMode, detector: LoadedDetector, plan: layers.LayerPlan, calib: Any,
+    progress: ProgressFn | None,
+) -> tuple[layers.LayerPlan, Any, Any]:
+    """``--target-bits``: the plan with its 8-bit layers chosen, the report, and the sensitivity
+    result when it was measured here (None when read from ``--sensitivity``)."""
+    from yqt import sensitivity as sens
+    from yqt.records import SensitivityConfig
+
+    before, _ = layers.plan_layers(detector.module, mode, plan)
+    low = [d.name for d in before if d.quantized and d.bits is not None and d.bits < 8]
+    measured = None
+    if cfg.sensitivity is not None:
+        ranking = sens.load_ranking(cfg.sensitivity, detector, low, mode.weight_bits)
+        source, digest = Path(cfg.sensitivity).resolve(), sens.file_sha256(cfg.sensitivity)
+    else:
+        images = calibrate.first_images(calib, cfg.sensitivity_images)
+        scfg = SensitivityConfig(
+            weights=cfg.weights, imgsz=cfg.imgsz, bits=mode.weight_bits, coco_root=cfg.coco_root,
+            calib_dir=cfg.calib_dir, calib_images=len(images.images),
+        )  # fmt: skip
+        report = None if progress is None else (lambda d, n: progress("sensitivity (layers)", d, n))
+        measured = sens.measure(detector, images, scfg, report)
+        ranking = {r.name: to_jsonable(r) for r in measured.layers}
+        source, digest = None, hashlib.sha256(json_bytes(measured)).hexdigest()
+    promoted, mixed_report = sens.choose_mixed_precision(
+        detector, before, ranking, cfg.target_bits, source, digest
+    )
+    return replace(plan, promoted=promoted), mixed_report, measured
 
 
 def _metadata(detector: LoadedDetector, mode: QuantMode, precision: str, mean_bits: float, extra: dict) -> dict:
@@ -237,6 +292,8 @@ class PreparedModel:
     notes: tuple[str, ...]
     timings: dict[str, float]
     gptq_layers: int = 0
+    mixed_precision: MixedPrecisionReport | None = None
+    sensitivity: SensitivityResult | None = None  # measured for --target-bits (not read from a file)
 
 
 def prepare(cfg: QuantizeConfig, progress: ProgressFn | None = None) -> PreparedModel:
@@ -255,9 +312,15 @@ def prepare(cfg: QuantizeConfig, progress: ProgressFn | None = None) -> Prepared
     notes += calib_warnings
     detector = load_detector(cfg.weights, cfg.imgsz)
     plan = layers.LayerPlan(exclude=cfg.exclude, keep_8bit=cfg.keep_8bit, quantize_dfl=cfg.quantize_dfl)
+    timings = {}
+    mixed_report = measured = None
+    if cfg.target_bits is not None:
+        t = time.perf_counter()
+        plan, mixed_report, measured = _mixed_precision(cfg, mode, detector, plan, calib, progress)
+        timings["mixed_precision_s"] = time.perf_counter() - t
     qmodule, decisions, swap_notes = layers.quantize_module(detector.module, mode, plan)
     notes += swap_notes
-    timings = {"load_and_quantize_s": time.perf_counter() - t0}
+    timings["load_and_quantize_s"] = time.perf_counter() - t0 - timings.get("mixed_precision_s", 0.0)
     solved = 0
     if mode.low_bit and cfg.gptq:
         t = time.perf_counter()
@@ -265,7 +328,9 @@ def prepare(cfg: QuantizeConfig, progress: ProgressFn | None = None) -> Prepared
         report = None if progress is None else (lambda d, n: progress("GPTQ (layers)", d, n))
         solved = gptq.apply_gptq(qmodule, batches, cfg.act_order, report)
         timings["gptq_s"] = time.perf_counter() - t
-    return PreparedModel(qmodule, detector, mode, opset, decisions, calib, tuple(notes), timings, solved)
+    return PreparedModel(
+        qmodule, detector, mode, opset, decisions, calib, tuple(notes), timings, solved, mixed_report, measured
+    )
 
 
 def quantize(
@@ -347,8 +412,13 @@ def quantize(
             verification=outcome.verification, gate=gate, gate_opt=gate_opt, parity=parity_report, onnx=onnx_art,
             onnx_opt=opt_art, size=size, smoke=None, passed=not failures, failures=tuple(failures),
             warnings=tuple(notes), timings=timings, mean_weight_bits=mean_bits,
-            calibration=calib, activations=act_report, storage=store, gptq_layers=prepared.gptq_layers, config=cfg,
+            calibration=calib, activations=act_report, storage=store, gptq_layers=prepared.gptq_layers,
+            mixed_precision=prepared.mixed_precision, config=cfg,
         )  # fmt: skip
+        if run is not None and prepared.sensitivity is not None:
+            ranking = run.root / "sensitivity" / f"{name}.json"
+            record_artifact(step, atomic_write_json(ranking, replace(prepared.sensitivity, json_path=ranking)),
+                            "sensitivity")  # fmt: skip
         if run is not None:  # saved whether it passed or not: a failed gate is evidence too
             record_artifact(step, atomic_write_json(run.root / "quantize" / f"{name}.json", result), "quantize-result")
         if step is not None:

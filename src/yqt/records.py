@@ -345,6 +345,9 @@ class QuantizeConfig:
     layout: Layout = Layout.ORT
     calib_percentile: float = 99.999
     simplifier: Simplifier = Simplifier.ONNXSLIM
+    target_bits: float | None = None  # choose the 8-bit layers of a w4 mode for this mean weight bits
+    sensitivity: Path | None = None  # a `yqt sensitivity` JSON; None: measure it while quantizing
+    sensitivity_images: int = 16  # the first N calibration images, when measuring it here
 
 
 @dataclass(frozen=True)
@@ -464,6 +467,7 @@ class QuantizeResult:
     activations: ActivationReport | None = None
     storage: StorageReport | None = None
     gptq_layers: int = 0
+    mixed_precision: MixedPrecisionReport | None = None
     config: QuantizeConfig | None = None
 
 
@@ -523,3 +527,70 @@ class CompareResult:
     markdown: Path | None = None
     left_out: tuple[str, ...] = ()  # evaluations not compared, each with the reason
     saved: Path | None = None  # the result's JSON in the baseline's run
+
+
+# --------------------------------------------------------------------------------------------- sensitivity
+
+
+@dataclass(frozen=True)
+class SensitivityConfig:
+    weights: str | None = None
+    imgsz: int = 640
+    bits: int = 4  # the probe precision of one layer's weights
+    act: bool = False  # also round the probed layer's input to uint8 (activation sensitivity)
+    coco_root: Path | None = None
+    calib_dir: Path | None = None  # None: <coco_root>/train2017
+    calib_images: int = 16
+    calib_percentile: float = 99.999  # input range of --act probes
+    batch: int = 8
+    seed: int = 0  # seeds torch: a random-init config (yolov10m.yaml) builds the same weights
+
+
+@dataclass(frozen=True)
+class LayerSensitivity:
+    name: str
+    rank: int  # 1: the layer whose low-bit weights move the head most
+    score: float  # relative squared error of the head logits (see quant.sensitivity)
+    params: int
+    bytes_to_keep_8bit: float  # extra weight bytes to hold it at 8 bits instead of the probe bits
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SensitivityResult:
+    model: ModelInfo
+    bits: int
+    act: bool
+    score: str  # what the score measures, in words
+    head_outputs: tuple[str, ...]  # the convs whose outputs are scored
+    layers: tuple[LayerSensitivity, ...]  # network order
+    images: CalibrationSet
+    timings: Mapping[str, float]
+    json_path: Path | None = None
+    plot_path: Path | None = None
+    warnings: tuple[str, ...] = ()
+    config: SensitivityConfig | None = None
+
+    def ranked(self) -> tuple[LayerSensitivity, ...]:
+        return tuple(sorted(self.layers, key=lambda r: r.rank))
+
+
+@dataclass(frozen=True)
+class PromotedLayer:
+    name: str
+    rank: int | None  # in the sensitivity ranking; None when promoted by --keep-8bit only
+    score: float | None
+    params: int
+
+
+@dataclass(frozen=True)
+class MixedPrecisionReport:
+    """How ``--target-bits`` chose the layers kept at 8 bits."""
+
+    target_bits: float
+    mean_bits: float  # achieved, parameter-weighted, float layers at 32
+    floor_bits: float  # with nothing promoted
+    promoted: tuple[PromotedLayer, ...]
+    sensitivity: Path | None  # the JSON it came from (None: measured in this run, see sensitivity_sha256)
+    sensitivity_sha256: str
+    rule: str

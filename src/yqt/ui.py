@@ -75,7 +75,7 @@ class Output:
             yield
 
     @contextlib.contextmanager
-    def progress(self, description: str) -> Iterator[Callable[[int, int], None]]:
+    def progress(self, description: str, unit: str = "img/s") -> Iterator[Callable[[int, int], None]]:
         """A progress bar on stderr; yields a ``(done, total)`` callback for the library.
 
         The bar appears on the first update, so input rejected up front prints only its error.
@@ -86,6 +86,8 @@ class Output:
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
             console=self.err,
         )
         task = bar.add_task(description, total=None, rate="", start=False)
@@ -95,7 +97,7 @@ class Output:
                 bar.start()
                 bar.start_task(task)
             elapsed = bar.tasks[0].elapsed or 0.0
-            rate = f"{done / elapsed:.1f} img/s" if elapsed > 0 else ""
+            rate = f"{done / elapsed:.1f} {unit}" if elapsed > 0 else ""
             bar.update(task, completed=done, total=total, rate=rate)
 
         try:
@@ -252,10 +254,23 @@ def layers_table(result: QuantizeResult) -> Table:
         groups.setdefault((_bits_label(d), d.reason), []).append(d)
     # The mode's own rows collapse to a count; kept and float layers are the exceptions a user needs to see.
     for (bits, reason), rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        is_mode_default = reason.startswith(f"{result.mode}:")
+        is_mode_default = reason.startswith((f"{result.mode}:", "--target-bits"))
         names = f"{len(rows)} layers" if is_mode_default else ", ".join(d.name for d in rows)
         style = "green" if bits != "float" else "yellow"
         table.add_row(names, f"[{style}]{bits}[/]", reason)
+    return table
+
+
+def mixed_precision_table(result: QuantizeResult) -> Table:
+    m = result.mixed_precision
+    table = Table(
+        title=f"Mixed precision: {len(m.promoted)} layers at 8 bits, mean {m.mean_bits:.3f} bits "
+        f"(target {m.target_bits:g}, all-4-bit {m.floor_bits:.3f})"
+    )
+    for col, justify in (("layer", "left"), ("rank", "right"), ("score", "right"), ("params", "right")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for p in sorted(m.promoted, key=lambda p: (p.rank or 0, p.name)):
+        table.add_row(p.name, str(p.rank), f"{p.score:.3g}", f"{p.params:,}")
     return table
 
 
@@ -270,7 +285,10 @@ def gate_table(gate: GateReport) -> Table:
 
 
 def render_quantize(result: QuantizeResult) -> list[Any]:
-    items: list[Any] = [layers_table(result), device_choice_table(result.device_choice), gate_table(result.gate)]
+    items: list[Any] = [layers_table(result)]
+    if result.mixed_precision is not None:
+        items.append(mixed_precision_table(result))
+    items += [device_choice_table(result.device_choice), gate_table(result.gate)]
     if result.gate_opt is not None:
         items.append(gate_table(result.gate_opt))
     summary = Table(title=f"Quantize {result.mode}: {'passed' if result.passed else 'FAILED'}", show_header=False)
@@ -288,7 +306,11 @@ def _quantize_rows(result: QuantizeResult) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if result.mean_weight_bits is not None:
         rows.append(("mean weight bits", f"{result.mean_weight_bits:.2f} (parameter-weighted; float layers count 32)"))
-    kept = [d for d in result.layers if d.bits is None or (d.bits == 8 and result.mode.startswith("w4"))]
+    promoted = {p.name for p in result.mixed_precision.promoted} if result.mixed_precision else set()
+    kept = [
+        d for d in result.layers
+        if d.name not in promoted and (d.bits is None or (d.bits == 8 and result.mode.startswith("w4")))
+    ]  # fmt: skip
     if kept:
         rows.append(("kept 8-bit/float", "; ".join(f"{d.name}: {_bits_label(d)} ({d.reason})" for d in kept)))
     if result.storage is not None:
@@ -327,6 +349,34 @@ def _quantize_rows(result: QuantizeResult) -> list[tuple[str, str]]:
         rows.append(("time", ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in times.items())))
     rows += [("[red]failure[/]", f) for f in result.failures]
     return rows
+
+
+def render_sensitivity(result: Any, top: int = 20) -> list[Any]:
+    ranked = result.ranked()
+    shown = ranked if top <= 0 else ranked[:top]
+    probe = f"{result.bits}-bit weights" + (" + uint8 input" if result.act else "")
+    table = Table(title=f"Sensitivity of {result.model.arch}: one layer at {probe}, {len(result.layers)} layers")
+    for col, justify in (("rank", "right"), ("layer", "left"), ("score", "right"), ("params", "right"),
+                         ("8-bit costs", "right")):  # fmt: skip
+        table.add_column(col, justify=justify, overflow="fold")
+    for r in shown:
+        table.add_row(str(r.rank), r.name, f"{r.score:.3g}", f"{r.params:,}", f"{r.bytes_to_keep_8bit / 1024:.1f} KiB")
+    info = Table(show_header=False, title="Sensitivity sweep")
+    info.add_column("", style="bold")
+    info.add_column("", overflow="fold")
+    info.add_row("score", result.score)
+    images = result.images
+    info.add_row("images", f"{len(images.images)} from {images.folder} (sha256 {images.sha256[:12]}…)")
+    t = result.timings
+    where = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in t.items() if k != "total_s")
+    info.add_row("time", f"{t.get('total_s', 0.0):.1f} s: {where}")
+    if result.json_path is not None:
+        info.add_row("ranking", str(result.json_path))
+    if result.plot_path is not None:
+        info.add_row("chart", str(result.plot_path))
+    if top > 0 and len(ranked) > top:
+        info.add_row("rows", f"top {top} of {len(ranked)} (--top 0 shows all)")
+    return [table, info]
 
 
 _QDQ_STYLE = {"QuantizeLinear": "bold magenta", "DequantizeLinear": "bold cyan", "Clip": "bold yellow"}

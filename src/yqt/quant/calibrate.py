@@ -25,7 +25,7 @@ CALIB_SUBDIR = "train2017"
 METADATA_KEY = "yqt.calibration"
 
 
-def resolve_calib_dir(calib_dir: Path | None, coco_root: Path | None, mode: str) -> Path:
+def resolve_calib_dir(calib_dir: Path | None, coco_root: Path | None, needed_by: str) -> Path:
     """``--calib-dir``, else ``<coco-root>/train2017``, else a one-line error saying what to pass."""
     if calib_dir is not None:
         folder = Path(calib_dir)
@@ -41,7 +41,7 @@ def resolve_calib_dir(calib_dir: Path | None, coco_root: Path | None, mode: str)
             )
         return folder
     raise YqtError(
-        f"--mode {mode} needs calibration images",
+        f"{needed_by} needs calibration images",
         "pass --coco-root DIR (calibrates on DIR/train2017) or --calib-dir DIR",
     )
 
@@ -120,3 +120,9 @@ def torch_batches(calib: CalibrationSet, imgsz: int, device: str = "cpu") -> lis
     import torch
 
     return [torch.from_numpy(x).to(device) for x in calibration_arrays(calib, imgsz)]
+
+
+def first_images(calib: CalibrationSet, count: int) -> CalibrationSet:
+    """The first ``count`` images of a set, as a set of their own (hash recomputed)."""
+    images = calib.images[:count]
+    return CalibrationSet(folder=calib.folder, requested=count, images=images, sha256=_set_hash(images))

@@ -27,6 +27,7 @@ class LayerPlan:
     exclude: tuple[str, ...] = ()
     keep_8bit: tuple[str, ...] = ()
     quantize_dfl: bool = False
+    promoted: tuple[tuple[str, str], ...] = ()  # (layer, why) kept at 8 bits by --target-bits
 
 
 def _shape(m: Any) -> str:
@@ -86,20 +87,20 @@ def _quant_layer(m: Any, bits: int, qnn: Any) -> Any:
     return q
 
 
-def quantize_module(
+def plan_layers(
     module: Any, mode: QuantMode, plan: LayerPlan = LayerPlan()
-) -> tuple[Any, tuple[LayerDecision, ...], tuple[str, ...]]:
-    """Swap every Conv2d/Linear (in place) at its planned bits. Returns the module, decisions and warnings."""
+) -> tuple[tuple[LayerDecision, ...], tuple[str, ...]]:
+    """Each Conv2d/Linear's bits (None: float) and why, without touching the model. Returns the
+    decisions in network order and warnings."""
     import torch.nn as nn
-
-    with captured_output("import brevitas"):
-        import brevitas.nn as qnn
 
     excluded_hits = {p: 0 for p in plan.exclude}
     kept_hits = {p: 0 for p in plan.keep_8bit}
+    promoted = dict(plan.promoted)
     decisions: list[LayerDecision] = []
-    targets = [(n, m) for n, m in module.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]
-    for name, m in targets:
+    for name, m in module.named_modules():
+        if type(m) not in (nn.Conv2d, nn.Linear):
+            continue
         kind, params = type(m).__name__, int(m.weight.numel())
         excluded = _first_match(name, plan.exclude, excluded_hits)
         kept = _first_match(name, plan.keep_8bit, kept_hits) if mode.low_bit else None
@@ -113,9 +114,12 @@ def quantize_module(
             decisions.append(LayerDecision(name, kind, _shape(m), quantized=False, reason=reason, bits=None,
                                            params=params))  # fmt: skip
             continue
-        bits = 8 if kept else mode.weight_bits
-        _set_submodule(module, name, _quant_layer(m, bits, qnn))
-        why = f"--keep-8bit {kept}" if kept else f"{mode.name}: {mode.description}"
+        if kept:
+            bits, why = 8, f"--keep-8bit {kept}"
+        elif name in promoted and mode.low_bit:
+            bits, why = 8, promoted[name]
+        else:
+            bits, why = mode.weight_bits, f"{mode.name}: {mode.description}"
         decisions.append(LayerDecision(name, kind, _shape(m), quantized=True, reason=why, bits=bits, params=params))
     notes = [f"--exclude {p!r} matched no layer (names look like model.23.cv2.0.0.conv)"
              for p, n in excluded_hits.items() if not n]  # fmt: skip
@@ -128,9 +132,23 @@ def quantize_module(
             f"nothing left to quantize: all {len(decisions)} conv/linear layers are excluded",
             "narrow the --exclude patterns",
         )
+    return tuple(decisions), tuple(notes)
+
+
+def quantize_module(
+    module: Any, mode: QuantMode, plan: LayerPlan = LayerPlan()
+) -> tuple[Any, tuple[LayerDecision, ...], tuple[str, ...]]:
+    """Swap every Conv2d/Linear (in place) at its planned bits. Returns the module, decisions and warnings."""
+    with captured_output("import brevitas"):
+        import brevitas.nn as qnn
+
+    decisions, notes = plan_layers(module, mode, plan)
+    for d in decisions:
+        if d.quantized:
+            _set_submodule(module, d.name, _quant_layer(module.get_submodule(d.name), d.bits, qnn))
     for p in module.parameters():
         p.requires_grad_(False)
-    return module.eval(), tuple(decisions), tuple(notes)
+    return module.eval(), decisions, notes
 
 
 def mean_weight_bits(decisions: Iterable[LayerDecision]) -> float:

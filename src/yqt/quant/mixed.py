@@ -1,0 +1,82 @@
+"""Automatic mixed precision: which layers to keep at 8 bits within a mean-bits budget.
+
+Pure logic over a sensitivity ranking and the layers' parameter counts. The budget is the
+parameter-weighted mean of every conv/linear weight's bits, float layers counted at 32, the same
+number ``yqt quantize`` reports, so "≤ 4.5 bits" is checked with the arithmetic it is shown with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from yqt.errors import YqtError
+
+MIN_TARGET_BITS = 4.0
+MAX_TARGET_BITS = 8.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    score: float  # how much the layer alone at low bits moves the head; higher: keep it at 8 bits
+    params: int
+
+
+@dataclass(frozen=True)
+class MixedPlan:
+    high: tuple[str, ...]  # chosen for the high precision, in the order picked
+    mean_bits: float
+    target_bits: float
+    floor_bits: float  # the mean bits with nothing promoted: the lowest target that can be met
+
+
+def check_target(target_bits: float) -> None:
+    if not MIN_TARGET_BITS <= target_bits <= MAX_TARGET_BITS:
+        raise YqtError(
+            f"--target-bits must be between {MIN_TARGET_BITS:g} and {MAX_TARGET_BITS:g}, got {target_bits:g}",
+            "pick a mean weight budget such as 4.5 (4: every layer 4-bit, 8: every layer 8-bit)",
+        )
+
+
+def mean_bits(bits_by_layer: Mapping[str, float], params: Mapping[str, int]) -> float:
+    total = sum(params[n] for n in bits_by_layer)
+    return sum(bits_by_layer[n] * params[n] for n in bits_by_layer) / total if total else 0.0
+
+
+def choose_high_precision(
+    candidates: Sequence[Candidate],
+    bits_by_layer: Mapping[str, float],
+    params: Mapping[str, int],
+    target_bits: float,
+    high_bits: int = 8,
+) -> MixedPlan:
+    """Greedy knapsack: promote candidates in order of score per extra weight bit while the mean
+    stays ≤ ``target_bits``; one that does not fit is skipped and smaller ones still get a chance.
+
+    ``bits_by_layer`` holds every conv/linear layer's bits before promotion (float ones at 32),
+    ``candidates`` the layers that may be promoted (those at low bits).
+    """
+    check_target(target_bits)
+    total_params = sum(params[n] for n in bits_by_layer)
+    spent = sum(bits_by_layer[n] * params[n] for n in bits_by_layer)
+    floor = spent / total_params
+    if floor > target_bits + 1e-12:
+        raise YqtError(
+            f"--target-bits {target_bits:g} is below the {floor:.3f} mean bits of the model with no layer promoted",
+            f"use --target-bits {floor:.2f} or more (layers kept float count as 32 bits)",
+        )
+    allowance = target_bits * total_params
+    extra = {c.name: (high_bits - bits_by_layer[c.name]) * c.params for c in candidates}
+    order = sorted(
+        (c for c in candidates if extra[c.name] > 0),
+        key=lambda c: (-c.score / extra[c.name], c.name),  # the name breaks ties, so reruns agree
+    )
+    chosen = []
+    for c in order:
+        if c.score <= 0:
+            break
+        if spent + extra[c.name] <= allowance + 1e-9:
+            spent += extra[c.name]
+            chosen.append(c.name)
+    return MixedPlan(tuple(chosen), spent / total_params, target_bits, floor)

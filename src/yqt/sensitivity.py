@@ -1,0 +1,236 @@
+"""``yqt sensitivity``: rank every quantizable layer by how much low-bit weights in it alone move the
+detection head, and keep the ranking in the run for ``yqt quantize --target-bits``.
+
+The measurement lives in :mod:`yqt.quant.sensitivity`; this module picks the images, ranks, writes
+``sensitivity/<model>-w<bits>[a8].json`` and its bar chart, and reads such a file back, refusing one
+made for another model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from yqt.errors import YqtError
+from yqt.models import LoadedDetector, load_detector
+from yqt.quant import calibrate
+from yqt.records import CalibrationSet, LayerSensitivity, SensitivityConfig, SensitivityResult, to_jsonable
+from yqt.runs import Run, atomic_write_bytes, atomic_write_json, maybe_step, record_artifact, sha256_file
+
+ProgressFn = Callable[[int, int], None]
+
+SCORE_TEXT = (
+    "relative squared error of the head's box and class logits against float, with this layer alone at "
+    "the probe bits; higher: keep it at 8 bits"
+)
+MIN_BITS, MAX_BITS = 2, 8
+
+
+def check_config(cfg: SensitivityConfig) -> None:
+    if not MIN_BITS <= cfg.bits <= MAX_BITS:
+        raise YqtError(f"--bits must be between {MIN_BITS} and {MAX_BITS}, got {cfg.bits}", "use --bits 4")
+    if cfg.batch < 1:
+        raise YqtError(f"--batch must be at least 1, got {cfg.batch}", "use --batch 8")
+    if not 90.0 <= cfg.calib_percentile <= 100.0:
+        raise YqtError(f"--calib-percentile must be in [90, 100], got {cfg.calib_percentile}", "use 99.999")
+    calibrate.check_count(cfg.calib_images)
+
+
+def image_batches(calib: CalibrationSet, imgsz: int, batch: int) -> list[Any]:
+    import torch
+
+    tensors = calibrate.torch_batches(calib, imgsz)
+    return [torch.cat(tensors[i : i + batch]) for i in range(0, len(tensors), batch)]
+
+
+def rank_layers(scores: Sequence[Any], params: dict[str, int], bits: int) -> tuple[LayerSensitivity, ...]:
+    """Rank 1 is the highest score; ties go by name, so a rerun ranks identically."""
+    order = sorted(scores, key=lambda s: (-s.score, s.layer))
+    rank = {s.layer: i for i, s in enumerate(order, 1)}
+    return tuple(_layer_row(s, rank[s.layer], params[s.layer], bits) for s in scores)
+
+
+def _layer_row(s: Any, rank: int, params: int, bits: int) -> LayerSensitivity:
+    return LayerSensitivity(
+        name=s.layer, rank=rank, score=s.score, params=params,
+        bytes_to_keep_8bit=params * (8 - bits) / 8, seconds=s.seconds,
+    )  # fmt: skip
+
+
+def measure(
+    detector: LoadedDetector, calib: CalibrationSet, cfg: SensitivityConfig, progress: ProgressFn | None = None
+) -> SensitivityResult:
+    """The sweep on an already loaded float model (left exactly as it was)."""
+    import torch
+
+    from yqt.quant import sensitivity as probe
+
+    t = time.perf_counter()
+    batches = image_batches(calib, cfg.imgsz, cfg.batch)
+    images_s = time.perf_counter() - t
+    module = detector.module
+    with torch.no_grad():
+        scores, timings = probe.sweep_layers(module, batches, cfg.bits, cfg.act, cfg.calib_percentile, None, progress)
+    params = {name: int(module.get_submodule(name).weight.numel()) for name in probe.probe_targets(module)}
+    return SensitivityResult(
+        model=detector.info, bits=cfg.bits, act=cfg.act, score=SCORE_TEXT,
+        head_outputs=probe.head_output_convs(module), layers=rank_layers(scores, params, cfg.bits), images=calib,
+        timings={"images_s": images_s, **timings}, config=cfg,
+    )  # fmt: skip
+
+
+def result_name(stem: str, bits: int, act: bool) -> str:
+    return f"{stem}-w{bits}{'a8' if act else ''}"
+
+
+def sensitivity(
+    cfg: SensitivityConfig, run: Run | None = None, progress: ProgressFn | None = None
+) -> SensitivityResult:
+    """Validate, pick the images, load the model, sweep, and save the ranking and its chart in ``run``."""
+    import torch
+
+    t0 = time.perf_counter()
+    check_config(cfg)
+    folder = calibrate.resolve_calib_dir(cfg.calib_dir, cfg.coco_root, "yqt sensitivity")
+    calib, warnings = calibrate.select_calibration(folder, cfg.calib_images)
+    torch.manual_seed(cfg.seed)
+    detector = load_detector(cfg.weights, cfg.imgsz)
+    load_s = time.perf_counter() - t0
+    name = result_name(detector.stem, cfg.bits, cfg.act)
+    with maybe_step(run, f"sensitivity-{name.split('-', 1)[1]}", cfg) as step:
+        result = measure(detector, calib, cfg, progress)
+        timings = {"load_s": load_s, **result.timings}
+        result = replace(result, warnings=warnings, timings=timings)
+        if run is not None:
+            folder_out = run.root / "sensitivity"
+            t = time.perf_counter()
+            png = atomic_write_bytes(folder_out / f"{name}.png", bar_chart_png(result))
+            timings["plot_s"] = time.perf_counter() - t
+            timings["total_s"] = time.perf_counter() - t0
+            result = replace(result, timings=timings, plot_path=png, json_path=folder_out / f"{name}.json")
+            record_artifact(step, atomic_write_json(folder_out / f"{name}.json", result), "sensitivity")
+            record_artifact(step, png, "sensitivity-plot")
+        else:
+            timings["total_s"] = time.perf_counter() - t0
+            result = replace(result, timings=timings)
+        if step is not None:
+            top = result.ranked()[:5]
+            step.summary.update(layers=len(result.layers), top=[r.name for r in top], images_sha256=calib.sha256)
+    return result
+
+
+# ------------------------------------------------------------------------------------ reading it back
+
+
+def load_ranking(path: Path, detector: LoadedDetector, layers: Sequence[str], bits: int) -> dict[str, Any]:
+    """A sensitivity JSON for this very model, checked: same weights, same bits, every layer scored."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_bytes())
+        rows = {r["name"]: r for r in doc["layers"]}
+        model, probe_bits = doc["model"], int(doc["bits"])
+    except FileNotFoundError:
+        raise YqtError(f"--sensitivity file not found: {path}", "run yqt sensitivity first") from None
+    except (ValueError, KeyError, TypeError):
+        raise YqtError(
+            f"{path} is not a yqt sensitivity JSON", "pass sensitivity/<model>-w4.json from a yqt sensitivity run"
+        ) from None
+    mine = detector.info
+    if model.get("sha256") != mine.sha256 or model.get("arch") != mine.arch:
+        theirs = f"{model.get('arch')} {str(model.get('sha256'))[:12]}"
+        raise YqtError(
+            f"{path.name} ranks another model ({theirs}), not {mine.arch} {str(mine.sha256)[:12]}",
+            "run yqt sensitivity with the same --weights, or drop --sensitivity to measure it now",
+        )
+    if probe_bits != bits:
+        raise YqtError(
+            f"{path.name} probed {probe_bits}-bit weights, but this mode's weights are {bits}-bit",
+            f"run yqt sensitivity --bits {bits}",
+        )
+    missing = [n for n in layers if n not in rows]
+    if missing:
+        raise YqtError(
+            f"{path.name} has no score for {len(missing)} of the model's layers (e.g. {missing[0]})",
+            "rerun yqt sensitivity on this model; the file may have been edited or made with other --exclude",
+        )
+    return rows
+
+
+def file_sha256(path: Path) -> str:
+    return sha256_file(Path(path))
+
+
+# ------------------------------------------------------------------------------------ the chart
+
+
+def bar_chart_png(result: SensitivityResult) -> bytes:
+    """Score per layer in network order (log scale), the top 10 labelled and coloured."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(result.layers)
+    top = {r.name for r in result.ranked()[:10]}
+    fig, ax = plt.subplots(figsize=(12, 4.5), dpi=110)
+    colours = ["#c0392b" if r.name in top else "#7f8c8d" for r in rows]
+    ax.bar(range(len(rows)), [max(r.score, 1e-9) for r in rows], color=colours)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r.name.removeprefix("model.") for r in rows], rotation=90, fontsize=5)
+    for i, r in enumerate(rows):
+        if r.name in top:
+            ax.annotate(str(r.rank), (i, r.score), ha="center", va="bottom", fontsize=7)
+    title = f"{result.model.arch}: head error with one layer at {result.bits}-bit weights"
+    ax.set_title(title + (" and uint8 input" if result.act else ""), fontsize=11)
+    ax.set_ylabel("relative squared error (log)")
+    ax.set_xlabel(f"layer, network order; red: top 10 (rank above the bar); {len(result.images.images)} images")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def to_json(result: SensitivityResult) -> dict[str, Any]:
+    return to_jsonable(result)
+
+
+# ------------------------------------------------------------------------------------ mixed precision
+
+
+def choose_mixed_precision(
+    detector: LoadedDetector,
+    decisions: Sequence[Any],
+    ranking: dict[str, Any],
+    target_bits: float,
+    source: Path | None,
+    source_sha256: str,
+) -> tuple[tuple[tuple[str, str], ...], Any]:
+    """The layers to keep at 8 bits for ``target_bits``: (layer, why) pairs and the report."""
+    from yqt.quant import mixed
+    from yqt.records import MixedPrecisionReport, PromotedLayer
+
+    bits = {d.name: float(d.bits if d.bits is not None else 32) for d in decisions}
+    params = {d.name: d.params for d in decisions}
+    low = [d for d in decisions if d.quantized and d.bits is not None and d.bits < 8]
+    candidates = [mixed.Candidate(d.name, float(ranking[d.name]["score"]), d.params) for d in low]
+    plan = mixed.choose_high_precision(candidates, bits, params, target_bits)
+    promoted = tuple(
+        PromotedLayer(n, int(ranking[n]["rank"]), float(ranking[n]["score"]), params[n]) for n in plan.high
+    )
+    # One reason for all, so the layer table groups them; each one's rank and score is in the report.
+    why = tuple((p.name, f"--target-bits {target_bits:g}: among the most sensitive per bit") for p in promoted)
+    report = MixedPrecisionReport(
+        target_bits=target_bits, mean_bits=plan.mean_bits, floor_bits=plan.floor_bits, promoted=promoted,
+        sensitivity=source, sensitivity_sha256=source_sha256,
+        rule="greedy: highest sensitivity score per extra weight bit first, while the parameter-weighted "
+        "mean weight bits (float layers at 32) stays within the target",
+    )  # fmt: skip
+    return why, report

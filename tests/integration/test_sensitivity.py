@@ -1,0 +1,185 @@
+"""yqt sensitivity and --target-bits on the real yolov10n: the sweep finds a broken layer, reruns
+agree, the budget holds, the JSON feeds quantize, and bad input gets one line. Few images keep CI
+short; the accuracy numbers come from benchmarks/mixed_precision.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import assert_one_line_error, run_yqt
+
+pytestmark = pytest.mark.integration
+
+IMAGES = 4
+
+
+@pytest.fixture(scope="session")
+def calib4(coco_root: Path):
+    from yqt.quant.calibrate import select_calibration
+
+    return select_calibration(coco_root / "train2017", IMAGES)[0]
+
+
+@pytest.fixture(scope="session")
+def sweep_cli(session_runs: Path, coco_root: Path) -> dict:
+    """`yqt sensitivity --json` in its own run, as a user runs it."""
+    result = run_yqt(
+        "sensitivity", "--coco-root", str(coco_root), "--calib-images", str(IMAGES), "--run", "sens", "--json",
+        runs_dir=session_runs,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _measure(detector, calib):
+    from yqt.records import SensitivityConfig
+    from yqt.sensitivity import measure
+
+    return measure(detector, calib, SensitivityConfig(calib_images=IMAGES, batch=IMAGES))
+
+
+def test_a_quantization_hostile_layer_ranks_first_and_the_model_is_left_untouched(calib4):
+    import torch
+
+    from yqt.models import load_detector
+
+    detector = load_detector()
+    module = detector.module
+    victim = "model.8.m.0.cv1.conv"  # a large mid-network layer that ranks low on the real weights
+    layer = module.get_submodule(victim)
+    with torch.no_grad():
+        # One outlier per output channel: 4-bit absmax scales then round every other weight to zero.
+        layer.weight[:, 0, 0, 0] = layer.weight.abs().amax(dim=(1, 2, 3)) * 100
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    result = _measure(detector, calib4)
+    assert result.ranked()[0].name == victim, [r.name for r in result.ranked()[:5]]
+    after = module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "a probe left a weight changed"
+
+
+def test_reruns_on_the_same_images_rank_identically(calib4):
+    from yqt.models import load_detector
+
+    detector = load_detector()
+    first, again = _measure(detector, calib4), _measure(detector, calib4)
+    assert [(r.name, r.rank, r.score) for r in first.layers] == [(r.name, r.rank, r.score) for r in again.layers]
+
+
+def test_sweep_json_png_and_ranking(sweep_cli: dict, session_runs: Path):
+    layers = sweep_cli["layers"]
+    assert len(layers) == 82  # every conv of yolov10n but the DFL
+    assert sorted(r["rank"] for r in layers) == list(range(1, 83))
+    assert all(r["score"] > 0 and r["params"] > 0 for r in layers)
+    assert len(sweep_cli["head_outputs"]) == 6
+    saved = Path(sweep_cli["json_path"])
+    assert saved == session_runs / "sens" / "sensitivity" / "yolov10n-w4.json"
+    assert json.loads(saved.read_text())["layers"] == layers
+    png = Path(sweep_cli["plot_path"]).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert sweep_cli["images"]["sha256"] and len(sweep_cli["images"]["images"]) == IMAGES
+    top = min(layers, key=lambda r: r["rank"])["name"]
+    assert top.startswith(("model.0.", "model.1.", "model.2.", "model.9.")), top  # early, small layers lead
+
+
+def test_the_json_feeds_quantize_and_the_budget_holds(sweep_cli: dict, session_runs: Path, coco_root: Path):
+    from yqt.quant.mixed import Candidate, choose_high_precision
+
+    result = run_yqt(
+        "quantize", "--mode", "w4a16", "--no-gptq", "--target-bits", "4.5", "--sensitivity", sweep_cli["json_path"],
+        "--parity-images", str(coco_root / "val2017"), "--parity-max", "4", "--device", "cpu", "--providers", "cpu",
+        "--run", "sens", "--json", runs_dir=session_runs,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    mixed = doc["mixed_precision"]
+    assert doc["mean_weight_bits"] <= 4.5 and mixed["mean_bits"] == pytest.approx(doc["mean_weight_bits"])
+    assert mixed["mean_bits"] > 4.4  # the budget is used, not left idle
+    eight = {d["name"] for d in doc["layers"] if d["bits"] == 8}
+    assert eight == {p["name"] for p in mixed["promoted"]}
+    # The same choice, recomputed from the JSON alone.
+    params = {d["name"]: d["params"] for d in doc["layers"]}
+    bits = {d["name"]: 32.0 if d["bits"] is None else 4.0 for d in doc["layers"]}
+    rows = {r["name"]: r for r in sweep_cli["layers"]}
+    candidates = [Candidate(n, rows[n]["score"], params[n]) for n in params if bits[n] == 4.0]
+    assert set(choose_high_precision(candidates, bits, params, 4.5).high) == eight
+    assert mixed["sensitivity"] == sweep_cli["json_path"]
+    # inspect-graph reads the same bits back from the file.
+    census = run_yqt("inspect-graph", doc["onnx"]["path"], "--json", runs_dir=session_runs)
+    got = {layer["name"].split("/")[1] if "/" in layer["name"] else layer["name"]: layer["weight_bits"]
+           for layer in json.loads(census.stdout)["layers"] if layer["has_weight"]}  # fmt: skip
+    assert sorted(got.values(), key=str).count(8) == len(eight)
+
+
+@pytest.mark.parametrize("target", ["3.5", "8.5"])
+def test_target_bits_outside_4_to_8(target: str, tmp_path: Path):
+    result = run_yqt("quantize", "--mode", "w4a16", "--target-bits", target, runs_dir=tmp_path / "runs")
+    assert_one_line_error(result, "--target-bits must be between 4 and 8")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_target_bits_needs_a_4bit_mode(tmp_path: Path):
+    result = run_yqt("quantize", "--mode", "w8a16", "--target-bits", "5", runs_dir=tmp_path / "runs")
+    assert_one_line_error(result, "w8a16 has no 4-bit layers", "--mode w4a16")
+
+
+def test_sensitivity_json_of_another_model_is_refused(sweep_cli: dict, tmp_path: Path):
+    result = run_yqt(
+        "quantize", "--mode", "w4a16", "--no-gptq", "--target-bits", "4.5", "--sensitivity", sweep_cli["json_path"],
+        "--weights", "yolov10s.yaml", runs_dir=tmp_path / "runs",
+    )  # fmt: skip
+    assert_one_line_error(result, "ranks another model", "yolov10n", "yolov10s")
+
+
+def test_sensitivity_json_missing_layers_is_refused(sweep_cli: dict, tmp_path: Path):
+    doc = json.loads(Path(sweep_cli["json_path"]).read_text())
+    dropped = doc["layers"].pop(5)["name"]
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(doc))
+    result = run_yqt(
+        "quantize", "--mode", "w4a16", "--no-gptq", "--target-bits", "4.5", "--sensitivity", str(edited),
+        runs_dir=tmp_path / "runs",
+    )  # fmt: skip
+    assert_one_line_error(result, "has no score for 1 of the model's layers", dropped)
+
+
+def test_sensitivity_file_that_is_not_one(tmp_path: Path):
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text('{"hello": 1}')
+    result = run_yqt(
+        "quantize", "--mode", "w4a16", "--no-gptq", "--target-bits", "4.5", "--sensitivity", str(bogus),
+        runs_dir=tmp_path / "runs",
+    )  # fmt: skip
+    assert_one_line_error(result, "is not a yqt sensitivity JSON")
+
+
+def test_sensitivity_on_an_empty_folder(tmp_path: Path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_yqt("sensitivity", "--calib-dir", str(empty), runs_dir=tmp_path / "runs")
+    assert_one_line_error(result, "no images in --calib-dir")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_sensitivity_without_images(tmp_path: Path):
+    result = run_yqt("sensitivity", runs_dir=tmp_path / "runs")
+    assert_one_line_error(result, "yqt sensitivity needs calibration images", "--coco-root")
+
+
+def test_sensitivity_bits_out_of_range(tmp_path: Path, coco_root: Path):
+    result = run_yqt("sensitivity", "--bits", "9", "--coco-root", str(coco_root), runs_dir=tmp_path / "runs")
+    assert_one_line_error(result, "--bits must be between 2 and 8")
+
+
+def test_copy_of_json_keeps_working(sweep_cli: dict, tmp_path: Path):
+    """The file is self-contained: copied elsewhere, it still loads for the same model."""
+    from yqt.models import load_detector
+    from yqt.sensitivity import load_ranking
+
+    copy = tmp_path / "ranking.json"
+    shutil.copy(sweep_cli["json_path"], copy)
+    rows = load_ranking(copy, load_detector(), [r["name"] for r in sweep_cli["layers"]], 4)
+    assert len(rows) == 82
