@@ -333,6 +333,17 @@ def sensitivity_(
     ] = 99.999,
     batch: Annotated[int, typer.Option("--batch", help="Images per forward pass.")] = 8,
     seed: Annotated[int, typer.Option("--seed", help="Torch seed (random-init configs build from it).")] = 0,
+    verify_top: Annotated[
+        int, typer.Option("--verify-top", help="Re-score the top K layers by real mAP on labelled sweep images.")
+    ] = 0,
+    verify_annotations: Annotated[
+        Path | None,
+        typer.Option(
+            "--verify-annotations",
+            help="COCO JSON labelling the sweep images.",
+            show_default="<coco-root>/annotations/instances_train2017.json",
+        ),
+    ] = None,
     top: Annotated[int, typer.Option("--top", help="Rows in the ranked table (0: all).")] = 20,
     runs_dir: RunsDir = None,
     run: RunId = None,
@@ -347,7 +358,8 @@ def sensitivity_(
     out = _output(json_output)
     cfg = SensitivityConfig(
         weights=weights, imgsz=imgsz, bits=bits, act=act, coco_root=coco_root, calib_dir=calib_dir,
-        calib_images=calib_images, calib_percentile=calib_percentile, batch=batch, seed=seed,
+        calib_images=calib_images, calib_percentile=calib_percentile, batch=batch, seed=seed, verify_top=verify_top,
+        verify_annotations=verify_annotations,
     )  # fmt: skip
     target = Run.open(runs_dir, run)
     with out.work(), out.progress("sensitivity (layers)", unit="layers/s") as progress:

@@ -544,6 +544,8 @@ class SensitivityConfig:
     calib_percentile: float = 99.999  # input range of --act probes
     batch: int = 8
     seed: int = 0  # seeds torch: a random-init config (yolov10m.yaml) builds the same weights
+    verify_top: int = 0  # re-score the top K layers by real mAP on labelled images (0: no)
+    verify_annotations: Path | None = None  # COCO JSON labelling the images; None: <coco_root>'s train2017 one
 
 
 @dataclass(frozen=True)
@@ -557,6 +559,28 @@ class LayerSensitivity:
 
 
 @dataclass(frozen=True)
+class VerifiedLayer:
+    name: str
+    rank: int  # by the proxy score
+    mAP_50_95: float  # with this layer alone at the probe bits
+    drop_pt: float  # float mAP minus that, in mAP points
+    drop_rank: int  # 1: the largest drop among the verified layers
+
+
+@dataclass(frozen=True)
+class RankingCheck:
+    """``--verify-top K``: does the proxy order the top K layers as real mAP does?"""
+
+    annotations: Path
+    images: int
+    float_mAP_50_95: float
+    layers: tuple[VerifiedLayer, ...]
+    spearman: float  # rank correlation of proxy order and mAP-drop order
+    held: bool
+    verdict: str
+
+
+@dataclass(frozen=True)
 class SensitivityResult:
     model: ModelInfo
     bits: int
@@ -566,6 +590,7 @@ class SensitivityResult:
     layers: tuple[LayerSensitivity, ...]  # network order
     images: CalibrationSet
     timings: Mapping[str, float]
+    verification: RankingCheck | None = None
     json_path: Path | None = None
     plot_path: Path | None = None
     warnings: tuple[str, ...] = ()

@@ -37,6 +37,8 @@ def check_config(cfg: SensitivityConfig) -> None:
         raise YqtError(f"--batch must be at least 1, got {cfg.batch}", "use --batch 8")
     if not 90.0 <= cfg.calib_percentile <= 100.0:
         raise YqtError(f"--calib-percentile must be in [90, 100], got {cfg.calib_percentile}", "use 99.999")
+    if cfg.verify_top < 0:
+        raise YqtError(f"--verify-top must be 0 or more, got {cfg.verify_top}", "use e.g. --verify-top 10")
     calibrate.check_count(cfg.calib_images)
 
 
@@ -95,6 +97,7 @@ def sensitivity(
 
     t0 = time.perf_counter()
     check_config(cfg)
+    annotations = resolve_annotations(cfg)
     folder = calibrate.resolve_calib_dir(cfg.calib_dir, cfg.coco_root, "yqt sensitivity")
     calib, warnings = calibrate.select_calibration(folder, cfg.calib_images)
     torch.manual_seed(cfg.seed)
@@ -104,6 +107,11 @@ def sensitivity(
     with maybe_step(run, f"sensitivity-{name.split('-', 1)[1]}", cfg) as step:
         result = measure(detector, calib, cfg, progress)
         timings = {"load_s": load_s, **result.timings}
+        if annotations is not None:
+            t = time.perf_counter()
+            check = verify_ranking(detector, result, annotations, cfg.verify_top, progress)
+            timings["verify_s"] = time.perf_counter() - t
+            result = replace(result, verification=check)
         result = replace(result, warnings=warnings, timings=timings)
         if run is not None:
             folder_out = run.root / "sensitivity"
@@ -234,3 +242,100 @@ def choose_mixed_precision(
         "mean weight bits (float layers at 32) stays within the target",
     )  # fmt: skip
     return why, report
+
+
+# ------------------------------------------------------------------------------------ the check on labels
+
+HELD_SPEARMAN = 0.5
+
+
+def resolve_annotations(cfg: SensitivityConfig) -> Path | None:
+    if cfg.verify_top <= 0:
+        return None
+    if cfg.verify_annotations is not None:
+        path = Path(cfg.verify_annotations)
+    elif cfg.coco_root is not None:
+        path = Path(cfg.coco_root) / "annotations" / f"instances_{calibrate.CALIB_SUBDIR}.json"
+    else:
+        raise YqtError("--verify-top needs labels for the sweep images", "pass --verify-annotations FILE (COCO JSON)")
+    if not path.is_file():
+        raise YqtError(f"--verify-annotations not found: {path}", "pass the COCO JSON that labels the sweep images")
+    return path
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Rank correlation (no ties expected in real scores); 0 for fewer than two values."""
+    n = len(a)
+    if n < 2:
+        return 0.0
+    ra = {i: r for r, i in enumerate(sorted(range(n), key=lambda i: a[i]))}
+    rb = {i: r for r, i in enumerate(sorted(range(n), key=lambda i: b[i]))}
+    d2 = sum((ra[i] - rb[i]) ** 2 for i in range(n))
+    return 1.0 - 6.0 * d2 / (n * (n * n - 1))
+
+
+def _labelled_images(coco: Any, calib: CalibrationSet, annotations: Path) -> list[tuple[int, Path]]:
+    by_name = {im["file_name"]: im["id"] for im in coco.dataset.get("images", [])}
+    items = [(by_name[i.name], calib.folder / i.name) for i in calib.images if i.name in by_name]
+    if not items:
+        raise YqtError(
+            f"none of the {len(calib.images)} sweep images is labelled in {annotations.name}",
+            "pass --verify-annotations with the COCO JSON of the --calib-dir images",
+        )
+    return items
+
+
+def _model_map(module: Any, prepared: Sequence[Any], coco: Any, ids: Sequence[int], categories: Any) -> float:
+    import torch
+
+    from yqt.evaluate import detections_for_image, run_cocoeval
+
+    detections: list[dict[str, Any]] = []
+    with torch.no_grad():
+        for image in prepared:
+            out = module(torch.from_numpy(image.tensor)).numpy()[0]
+            detections += detections_for_image(out, image, 0.001, 300, categories)
+    return float(run_cocoeval(coco, detections, ids)[0].stats[0])
+
+
+def verify_ranking(
+    detector: LoadedDetector, result: SensitivityResult, annotations: Path, top: int, progress: ProgressFn | None
+) -> Any:
+    """Score the top ``top`` layers by real mAP, each alone at the probe bits, on the labelled sweep images."""
+    from yqt.data import load_coco, prefetch_images
+    from yqt.evaluate import category_mapping
+    from yqt.quant import sensitivity as probe
+    from yqt.records import RankingCheck, VerifiedLayer
+
+    coco = load_coco(annotations)
+    items = _labelled_images(coco, result.images, annotations)
+    ids = [i for i, _ in items]
+    categories, _ = category_mapping(detector.names, coco.dataset.get("categories", []))
+    prepared = list(prefetch_images(items, detector.info.imgsz))
+    module = detector.module
+    float_map = _model_map(module, prepared, coco, ids, categories)
+    chosen = result.ranked()[:top]
+    maps = []
+    for i, row in enumerate(chosen, 1):
+        layer = module.get_submodule(row.name)
+        original = layer.weight.data
+        try:
+            layer.weight.data = probe.quantized_weight(layer, result.bits)
+            maps.append(_model_map(module, prepared, coco, ids, categories))
+        finally:
+            layer.weight.data = original
+        if progress is not None:
+            progress(i, len(chosen))
+    drops = [100.0 * (float_map - m) for m in maps]
+    order = sorted(range(len(chosen)), key=lambda i: -drops[i])
+    drop_rank = {i: r for r, i in enumerate(order, 1)}
+    rho = spearman([-r.rank for r in chosen], drops)
+    held = rho >= HELD_SPEARMAN
+    verdict = (
+        f"{'held' if held else 'did not hold'}: Spearman ρ {rho:+.2f} between the proxy's order and the mAP drops "
+        f"of its top {len(chosen)} on {len(ids)} labelled images (held: ρ ≥ {HELD_SPEARMAN})"
+    )
+    layers = tuple(
+        VerifiedLayer(r.name, r.rank, maps[i], drops[i], drop_rank[i]) for i, r in enumerate(chosen)
+    )
+    return RankingCheck(annotations.resolve(), len(ids), float_map, layers, rho, held, verdict)

@@ -361,6 +361,9 @@ def render_sensitivity(result: Any, top: int = 20) -> list[Any]:
         table.add_column(col, justify=justify, overflow="fold")
     for r in shown:
         table.add_row(str(r.rank), r.name, f"{r.score:.3g}", f"{r.params:,}", f"{r.bytes_to_keep_8bit / 1024:.1f} KiB")
+    items: list[Any] = [table]
+    if result.verification is not None:
+        items.append(verification_table(result.verification))
     info = Table(show_header=False, title="Sensitivity sweep")
     info.add_column("", style="bold")
     info.add_column("", overflow="fold")
@@ -376,10 +379,35 @@ def render_sensitivity(result: Any, top: int = 20) -> list[Any]:
         info.add_row("chart", str(result.plot_path))
     if top > 0 and len(ranked) > top:
         info.add_row("rows", f"top {top} of {len(ranked)} (--top 0 shows all)")
-    return [table, info]
+    if result.verification is not None:
+        info.add_row("check on labels", result.verification.verdict)
+    return [*items, info]
+
+
+def verification_table(check: Any) -> Table:
+    table = Table(title=f"Proxy vs real mAP: float {check.float_mAP_50_95:.4f} on {check.images} labelled images")
+    for col, justify in (("proxy rank", "right"), ("layer", "left"), ("mAP50-95", "right"),
+                         ("drop (pt)", "right"), ("drop rank", "right")):  # fmt: skip
+        table.add_column(col, justify=justify, overflow="fold")
+    for v in check.layers:
+        table.add_row(str(v.rank), v.name, f"{v.mAP_50_95:.4f}", f"{v.drop_pt:+.2f}", str(v.drop_rank))
+    return table
 
 
 _QDQ_STYLE = {"QuantizeLinear": "bold magenta", "DequantizeLinear": "bold cyan", "Clip": "bold yellow"}
+
+
+def _minority_bit_widths(layers: Sequence[Any]) -> dict[int, list[str]]:
+    """Module names of every weight bit width but the most common one, when a model mixes them
+    (a --target-bits model: the 8-bit layers beside the 4-bit majority)."""
+    groups: dict[int, list[str]] = {}
+    for layer in layers:
+        if layer.weight_quantized and layer.weight_bits is not None:
+            groups.setdefault(layer.weight_bits, []).append(layer.module or layer.name)
+    if len(groups) < 2:
+        return {}
+    majority = max(groups, key=lambda b: len(groups[b]))
+    return {b: names for b, names in sorted(groups.items()) if b != majority}
 
 
 def render_graph(report: Any) -> list[Any]:
@@ -403,6 +431,8 @@ def render_graph(report: Any) -> list[Any]:
             by_bits[key] = by_bits.get(key, 0) + 1
     if by_bits:
         summary.add_row("weight bits", ", ".join(f"{k}: {n}" for k, n in sorted(by_bits.items())))
+    for bits, modules in _minority_bit_widths(report.layers).items():
+        summary.add_row(f"{bits}-bit layers", ", ".join(modules))
     summary.add_row("activations quantized", f"{s.act_quantized_layers} layer inputs")
     summary.add_row("detection head", f"{s.head_quantized_layers}/{s.head_layers} layers quantized")
     summary.add_row(

@@ -28,8 +28,8 @@ def calib4(coco_root: Path):
 def sweep_cli(session_runs: Path, coco_root: Path) -> dict:
     """`yqt sensitivity --json` in its own run, as a user runs it."""
     result = run_yqt(
-        "sensitivity", "--coco-root", str(coco_root), "--calib-images", str(IMAGES), "--run", "sens", "--json",
-        runs_dir=session_runs,
+        "sensitivity", "--coco-root", str(coco_root), "--calib-images", str(IMAGES), "--verify-top", "3",
+        "--run", "sens", "--json", runs_dir=session_runs,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -83,6 +83,19 @@ def test_sweep_json_png_and_ranking(sweep_cli: dict, session_runs: Path):
     assert sweep_cli["images"]["sha256"] and len(sweep_cli["images"]["images"]) == IMAGES
     top = min(layers, key=lambda r: r["rank"])["name"]
     assert top.startswith(("model.0.", "model.1.", "model.2.", "model.9.")), top  # early, small layers lead
+
+
+def test_verify_top_rescores_by_real_map(sweep_cli: dict):
+    check = sweep_cli["verification"]
+    ranked = sorted(sweep_cli["layers"], key=lambda r: r["rank"])[:3]
+    assert [v["name"] for v in check["layers"]] == [r["name"] for r in ranked]
+    assert sorted(v["drop_rank"] for v in check["layers"]) == [1, 2, 3]
+    assert check["images"] == IMAGES and 0.2 < check["float_mAP_50_95"] < 0.8
+    for v in check["layers"]:
+        assert v["drop_pt"] == pytest.approx(100 * (check["float_mAP_50_95"] - v["mAP_50_95"]))
+    assert -1.0 <= check["spearman"] <= 1.0
+    assert check["held"] == (check["spearman"] >= 0.5)
+    assert check["verdict"].startswith("held" if check["held"] else "did not hold")
 
 
 def test_the_json_feeds_quantize_and_the_budget_holds(sweep_cli: dict, session_runs: Path, coco_root: Path):
@@ -167,6 +180,13 @@ def test_sensitivity_on_an_empty_folder(tmp_path: Path):
 def test_sensitivity_without_images(tmp_path: Path):
     result = run_yqt("sensitivity", runs_dir=tmp_path / "runs")
     assert_one_line_error(result, "yqt sensitivity needs calibration images", "--coco-root")
+
+
+def test_verify_top_without_labels(tmp_path: Path, coco_root: Path):
+    result = run_yqt(
+        "sensitivity", "--calib-dir", str(coco_root / "train2017"), "--verify-top", "3", runs_dir=tmp_path / "runs"
+    )
+    assert_one_line_error(result, "--verify-top needs labels", "--verify-annotations")
 
 
 def test_sensitivity_bits_out_of_range(tmp_path: Path, coco_root: Path):

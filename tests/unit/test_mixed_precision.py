@@ -74,3 +74,12 @@ def test_zero_scores_are_not_promoted():
     bits, params = _model(sizes)
     plan = choose_high_precision([Candidate("a", 0.0, 100), Candidate("b", 2.0, 100)], bits, params, 8.0)
     assert plan.high == ("b",)
+
+
+def test_spearman_rank_correlation():
+    from yqt.sensitivity import spearman
+
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+    assert spearman([1.0], [2.0]) == 0.0
