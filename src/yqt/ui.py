@@ -167,13 +167,20 @@ def providers_table(report: ProviderReport) -> Table:
     return table
 
 
+def _model_cell(model: Any) -> str:
+    head = f", {model.head} head" if model.head else ""
+    return f"{model.arch} ({model.family or 'YOLO'}{head}; {model.source})"
+
+
 def render_export(result: ExportResult) -> list[Any]:
     v = result.verification
     summary = Table(title="Float baseline export", show_header=False)
     summary.add_column("", style="bold")
     summary.add_column("", overflow="fold")
-    summary.add_row("model", f"{result.model.arch} ({result.model.source})")
+    summary.add_row("model", _model_cell(result.model))
     summary.add_row("weights sha256", result.model.sha256 or "- (random init from config)")
+    if result.model.batchnorm:
+        summary.add_row("BatchNorm", result.model.batchnorm)
     summary.add_row("onnx", str(result.onnx.path))
     summary.add_row("onnx sha256", result.onnx.sha256)
     summary.add_row("size", f"{result.onnx.size_bytes / 1e6:.2f} MB")
@@ -219,6 +226,11 @@ def render_eval(result: EvalResult) -> list[Any]:
     info.add_column("", overflow="fold")
     info.add_row("image ids sha256", result.image_ids_sha256)
     info.add_row("onnx sha256", result.onnx_sha256)
+    if result.contract is not None:
+        info.add_row("contract", result.contract.detail)
+    if result.nms is not None:
+        n = result.nms
+        info.add_row("NMS", f"yqt ({n.implementation}), per class, IoU {n.iou:g}, conf {n.conf:g}, max {n.max_det}")
     info.add_row("providers requested", ", ".join(result.providers_requested))
     used = ", ".join(result.providers_used)
     fell_back = result.providers_used[:1] != result.providers_requested[:1]
@@ -285,7 +297,7 @@ def render_quantize(result: QuantizeResult) -> list[Any]:
 
 
 def _quantize_rows(result: QuantizeResult) -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = []
+    rows: list[tuple[str, str]] = [("model", _model_cell(result.model))]
     if result.mean_weight_bits is not None:
         rows.append(("mean weight bits", f"{result.mean_weight_bits:.2f} (parameter-weighted; float layers count 32)"))
     kept = [d for d in result.layers if d.bits is None or (d.bits == 8 and result.mode.startswith("w4"))]
@@ -402,11 +414,12 @@ def render_compare(result: Any) -> list[Any]:
     from yqt.compare import TABLE_METRICS
 
     table = Table(title=f"Compare vs {result.baseline} (Δ in mAP points; [95% CI], {result.bootstrap} resamples)")
-    for col in ("run", "mode", "providers", *TABLE_METRICS, "latency ms", "onnx MB"):
+    for col in ("run", "model", "mode", "providers", *TABLE_METRICS, "latency ms", "onnx MB"):
         table.add_column(col, overflow="fold")
     for r in result.rows:
         cells = [
             r.label + (" [bold](baseline)[/]" if r.is_baseline else ""),
+            r.model or "-",
             r.mode,
             ", ".join(p.removesuffix("ExecutionProvider") for p in r.providers_used),
         ]
