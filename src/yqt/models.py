@@ -29,7 +29,7 @@ BOX_ROWS = 4  # cx, cy, w, h: the first rows of a raw [B,4+nc,A] output
 END2END = "end2end"  # contract kind and head type: NMS-free [B,N,6]
 RAW = "raw"  # contract kind: [B,4+nc,A], decoded and NMS'd by yqt
 NMS_HEAD = "nms"  # head type whose output is raw
-UNDERSTOOD = "the end-to-end [B,N,6] (x1,y1,x2,y2,score,class) or the raw [B,4+nc,A] (cx,cy,w,h + class scores)"
+UNDERSTOOD = ("the end-to-end [B,N,6] (x1,y1,x2,y2,score,class)", "the raw [B,4+nc,A] (cx,cy,w,h + class scores)")
 _HEADS = ("Detect", "v10Detect")  # subclasses (Segment, Pose, OBB) carry more than boxes
 EMBEDDED_WEIGHTS = "yolov10n.pt"
 _CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -252,7 +252,9 @@ def check_output_shape(shape: tuple[Any, ...]) -> ContractCheck:
         detail = f"raw output {dims} = cx,cy,w,h + {nc} class scores per anchor; yqt decodes it and runs NMS"
         return ContractCheck(ok=True, output_shape=shape, detail=detail, kind=RAW, num_classes=nc)
     return ContractCheck(
-        ok=False, output_shape=shape, detail=f"output shape {list(shape)} is neither {UNDERSTOOD} output"
+        ok=False,
+        output_shape=shape,
+        detail=f"output shape {list(shape)} is neither {UNDERSTOOD[0]} nor {UNDERSTOOD[1]} output",
     )
 
 

@@ -186,7 +186,9 @@ def session_contract(session: Any) -> ContractCheck:
     outputs = session.get_outputs()
     if len(outputs) != 1:
         shapes = ", ".join(str(list(o.shape)) for o in outputs)
-        return ContractCheck(False, (), f"model has {len(outputs)} outputs ({shapes}), expected one: {UNDERSTOOD}")
+        return ContractCheck(
+            False, (), f"model has {len(outputs)} outputs ({shapes}), expected one: {' or '.join(UNDERSTOOD)}"
+        )
     return check_output_shape(tuple(outputs[0].shape))
 
 
