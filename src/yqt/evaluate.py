@@ -288,7 +288,7 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             log.warning(warning)
         session.run(None, {input_name: np.zeros((1, 3, imgsz, imgsz), dtype=dtype)})  # warm-up, untimed
         matcher = IncrementalCocoEval(coco, selection.ids)
-        detections, run_times, loop_s = _infer(
+        detections, run_times, loop_s, nms_s = _infer(
             session, input_name, items, imgsz, dtype, cfg, matcher, progress, category_ids, contract, nms
         )
         t_coco = time.perf_counter()
@@ -329,6 +329,7 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
                 inference_wall_s=loop_s,
                 session_run_s=float(sum(run_times)),
                 cocoeval_s=cocoeval_s,
+                nms_s=nms_s,
             ),
             annotations_path=paths.annotations.resolve(),
             annotations_sha256=sha256_file(paths.annotations),
@@ -395,18 +396,21 @@ def _infer(
     category_ids: Sequence[int | None],
     contract: ContractCheck,
     nms: NmsSettings | None,
-) -> tuple[list[dict[str, Any]], list[float], float]:
+) -> tuple[list[dict[str, Any]], list[float], float, float]:
     detections: list[dict[str, Any]] = []
     run_times: list[float] = []
+    nms_s = 0.0
     t_loop = time.perf_counter()
     for done, prepared in enumerate(prefetch_images(items, imgsz, dtype, workers=cfg.workers), 1):
         t0 = time.perf_counter()
         out = session.run(None, {input_name: prepared.tensor})[0]
         run_times.append(time.perf_counter() - t0)
+        t1 = time.perf_counter()
         rows = image_rows(out[0], contract, nms or NmsSettings())
+        nms_s += time.perf_counter() - t1
         found = detections_for_image(rows, prepared, cfg.conf, cfg.max_det, category_ids)
         detections.extend(found)
         matcher.add(prepared.image_id, found)
         if progress is not None:
             progress(done, len(items))
-    return detections, run_times, time.perf_counter() - t_loop
+    return detections, run_times, time.perf_counter() - t_loop, nms_s

@@ -13,7 +13,7 @@ import importlib.util
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,6 +256,16 @@ def check_output_shape(shape: tuple[Any, ...]) -> ContractCheck:
         output_shape=shape,
         detail=f"output shape {list(shape)} is neither {UNDERSTOOD[0]} nor {UNDERSTOOD[1]} output",
     )
+
+
+def contract_of_outputs(shapes: Sequence[tuple[Any, ...]]) -> ContractCheck:
+    """The contract of a model with these output shapes: exactly one output, of a shape understood."""
+    if len(shapes) != 1:
+        listed = ", ".join(str(list(s)) for s in shapes)
+        return ContractCheck(
+            False, (), f"model has {len(shapes)} outputs ({listed}), expected one: {' or '.join(UNDERSTOOD)}"
+        )
+    return check_output_shape(tuple(shapes[0]))
 
 
 def check_module_contract(module: Any, imgsz: int) -> ContractCheck:

@@ -292,6 +292,7 @@ class EvalTiming:
     inference_wall_s: float
     session_run_s: float
     cocoeval_s: float
+    nms_s: float = 0.0  # yqt's decode+NMS of a raw head output (0 for an end-to-end model)
 
 
 @dataclass(frozen=True)

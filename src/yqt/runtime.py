@@ -181,15 +181,9 @@ def open_session(
 
 
 def session_contract(session: Any) -> ContractCheck:
-    from yqt.models import UNDERSTOOD, check_output_shape
+    from yqt.models import contract_of_outputs
 
-    outputs = session.get_outputs()
-    if len(outputs) != 1:
-        shapes = ", ".join(str(list(o.shape)) for o in outputs)
-        return ContractCheck(
-            False, (), f"model has {len(outputs)} outputs ({shapes}), expected one: {' or '.join(UNDERSTOOD)}"
-        )
-    return check_output_shape(tuple(outputs[0].shape))
+    return contract_of_outputs([tuple(o.shape) for o in session.get_outputs()])
 
 
 def require_contract(session: Any, onnx_path: Path) -> ContractCheck:

@@ -242,7 +242,9 @@ def render_eval(result: EvalResult) -> list[Any]:
     info.add_row(
         "time",
         f"{t.total_s:.1f} s total, inference {t.inference_wall_s:.1f} s "
-        f"(session.run {t.session_run_s:.1f} s), COCOeval {t.cocoeval_s:.1f} s",
+        f"(session.run {t.session_run_s:.1f} s"
+        + (f", NMS {t.nms_s:.2f} s" if result.nms is not None else "")
+        + f"), COCOeval {t.cocoeval_s:.1f} s",
     )
     if result.metrics_path:
         info.add_row("metrics", str(result.metrics_path))
@@ -355,6 +357,10 @@ def render_graph(report: Any) -> list[Any]:
     summary = Table(title="Summary", show_header=False)
     summary.add_column("", style="bold")
     summary.add_column("", overflow="fold")
+    if report.model:
+        summary.add_row("model", report.model)
+    if report.contract is not None:
+        summary.add_row("output", report.contract.detail)
     summary.add_row("compute layers", f"{s.compute_layers} ({s.weight_layers} with weights)")
     summary.add_row("weights quantized", f"{s.quantized_layers}")
     summary.add_row("weights float", f"{s.float_layers}")
