@@ -3,10 +3,12 @@
 Measured in one run, as whole processes on this CPU (imports included):
   A. ``yolo val`` (Ultralytics, its torch NMS) on the NMS-head file: the reference mAP;
   B. ``yqt eval`` of the NMS-head file (yqt's NumPy decode+NMS) and of the end-to-end file, in
-     alternating rounds; the median whole-process time of each, and their ratio. The issue's bar:
-     decode+NMS adds at most 10% to eval's whole-process time over the end-to-end model.
+     alternating rounds; the fastest and the median whole-process time of each, and their ratios.
+     The issue's bar: decode+NMS adds at most 10% to eval's whole-process time over the end-to-end
+     model. On a shared machine the fastest round is the one least disturbed by other work, so its
+     ratio is the primary number; yqt's own ``timing.nms_s`` says what the NMS itself took.
 
-    python benchmarks/nms_head.py [--images 100] [--rounds 3]
+    python benchmarks/nms_head.py [--images 100] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def ultralytics_export(weights: Path, end2end: bool, dest: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     coco_root = coco_root_or_exit()
 
@@ -86,17 +88,20 @@ def main() -> None:
     print(f"mAP50-95  NMS head:  yqt eval {nms_map:.4f}   yolo val {ultralytics['mAP_50_95']:.4f}   "
           f"gap {nms_map - ultralytics['mAP_50_95']:+.4f}")  # fmt: skip
     print(f"mAP50-95  end-to-end head: yqt eval {docs['end2end']['metrics']['mAP_50_95']:.4f}")
+    fastest = {head: min(t) for head, t in times.items()}
     median = {head: statistics.median(t) for head, t in times.items()}
     for head in files:
         t = docs[head]["timing"]
         print(
-            f"{head:8s} whole process median {median[head]:.2f} s of {[round(x, 2) for x in times[head]]}; inside: "
-            f"session.run {t['session_run_s']:.2f} s, NMS {t['nms_s']:.2f} s, COCOeval {t['cocoeval_s']:.2f} s"
+            f"{head:8s} whole process fastest {fastest[head]:.2f} s, median {median[head]:.2f} s of "
+            f"{[round(x, 2) for x in times[head]]}; last run inside: session.run {t['session_run_s']:.2f} s, "
+            f"NMS {t['nms_s']:.2f} s, COCOeval {t['cocoeval_s']:.2f} s"
         )
-    ratio = median["nms"] / median["end2end"]
-    print(f"whole-process ratio NMS head / end-to-end: {ratio:.3f} ({(ratio - 1) * 100:+.1f}%; bar: +10%)")
+    for label, stat in (("fastest", fastest), ("median", median)):
+        ratio = stat["nms"] / stat["end2end"]
+        print(f"whole-process ratio NMS head / end-to-end ({label}): {ratio:.3f} ({(ratio - 1) * 100:+.1f}%; bar +10%)")
     nms_s = docs["nms"]["timing"]["nms_s"]
-    print(f"decode+NMS alone: {nms_s:.2f} s = {nms_s / median['end2end'] * 100:.1f}% of the end-to-end process")
+    print(f"decode+NMS alone: {nms_s:.2f} s = {nms_s / fastest['end2end'] * 100:.1f}% of the end-to-end process")
 
 
 if __name__ == "__main__":
