@@ -7,7 +7,9 @@ box is dropped when its IoU with a better box of its class is *above* the thresh
 ``max_det`` best survivors are returned, best first.
 
 Greedy NMS is sequential by definition: a box is kept if no *kept* better box of its class
-overlaps it. Here the IoU is computed only for pairs of the same class (listed without a loop),
+overlaps it. Here the IoU is computed only for pairs of the same class (listed without a loop;
+torchvision's ``batched_nms`` and Ultralytics instead shift each class's boxes by a large offset,
+which in float32 moves an IoU of 0.69998 above 0.7 on one dev image),
 and the keep vector is the fixed point of "kept unless a kept better box overlaps it", one
 ``bincount`` per round. That fixed point is exactly the greedy answer: a box depends only on boxes
 before it, so each round settles one more link of every suppression chain, and chains are a few

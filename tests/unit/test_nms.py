@@ -116,3 +116,45 @@ def test_max_candidates_keeps_the_best_pairs():
     scores = np.linspace(0.1, 0.9, 50)[:, None]
     rows = nms_rows(raw_head(xywh, scores), NmsSettings(max_candidates=5))
     assert rows[:, 4].tolist() == pytest.approx(scores[::-1][:5, 0].tolist())
+
+
+class _Session:
+    """Just enough of an ORT session for the metadata readers."""
+
+    def __init__(self, meta: dict[str, str]) -> None:
+        self._meta = meta
+
+    def get_modelmeta(self):
+        return type("Meta", (), {"custom_metadata_map": self._meta})()
+
+
+def test_ultralytics_numbered_coco_names_read_as_coco():
+    """THU-MIG's yolov10n names its classes '0'..'79', and Ultralytics' export of it keeps them."""
+    from yqt.models import COCO80_NAMES
+    from yqt.runtime import class_names_from_session
+
+    numbered = str({i: str(i) for i in range(80)})
+    assert class_names_from_session(_Session({"names": numbered})) == COCO80_NAMES
+    assert class_names_from_session(_Session({"names": "{0: 'cat', 1: 'dog'}"})) == ("cat", "dog")
+
+
+@pytest.mark.parametrize(
+    ("meta", "kind", "label"),
+    [
+        ({"yqt.arch": "yolo11n", "yqt.head": "nms"}, RAW, "yolo11n, nms head"),
+        ({"yqt.arch": "yolov10n"}, END2END, "yolov10n, end2end head"),  # written before yqt.head existed
+        ({"description": "Ultralytics YOLOv10n model "}, RAW, "yolov10n, nms head"),  # Ultralytics' own export
+        ({}, None, ""),
+    ],
+)
+def test_model_label(meta, kind, label):
+    from yqt.models import model_label
+
+    assert model_label(meta, kind) == label
+
+
+@pytest.mark.parametrize(("arch", "family"), [("yolov10n", "yolov10"), ("yolo11s", "yolo11"), ("yolov8x", "yolov8")])
+def test_family_of(arch, family):
+    from yqt.models import family_of
+
+    assert family_of(arch) == family
