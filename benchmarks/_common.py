@@ -11,6 +11,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_COCO = REPO.parent / "shared" / "data" / "coco2017-mini"
+sys.path.insert(0, str(REPO))  # the tests' helpers, shared with the benchmarks
+
+from tests.yolo_dataset import yolo_dataset  # noqa: E402  (re-exported for the benchmarks)
+
+__all__ = ["REPO", "coco_root_or_exit", "export_baseline", "timed_process", "yolo_dataset", "yqt"]
 
 
 def coco_root_or_exit() -> Path:

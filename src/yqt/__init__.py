@@ -1,4 +1,4 @@
-"""yqt: quantize, export, run and score Ultralytics YOLOv10 detectors, with evidence.
+"""yqt: quantize, export, run and score Ultralytics YOLO detectors (YOLOv10, YOLOv8, YOLO11), with evidence.
 
 The library is usable without the CLI; nothing here imports typer, rich or torch at import time.
 """

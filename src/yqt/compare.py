@@ -74,6 +74,13 @@ class Evaluation:
         precision = model.get("yqt.precision", "")
         return f"{mode} {precision}".strip() or "unknown"
 
+    @property
+    def model(self) -> str:
+        """Architecture and head (``yolov10n, nms head``), so two heads of one model tell apart."""
+        from yqt.models import model_label
+
+        return model_label(self.doc.get("model") or {}, (self.doc.get("contract") or {}).get("kind"))
+
 
 # ------------------------------------------------------------------------------------ loading
 
@@ -411,7 +418,7 @@ def _row(
         onnx_size_bytes=int(ev.doc.get("onnx_size_bytes") or 0), latency_median_ms=float(latency),
         num_images=int(ev.doc.get("num_images", len(ev.doc["image_ids"]))),
         image_ids_sha256=ev.doc["image_ids_sha256"], metrics_path=ev.path, is_baseline=ev is baseline,
-        metrics=metrics, ci_excludes_zero=excludes_zero, within_max_drop=within,
+        metrics=metrics, ci_excludes_zero=excludes_zero, within_max_drop=within, model=ev.model,
     )  # fmt: skip
 
 
@@ -420,10 +427,15 @@ def _pt(x: float) -> str:
 
 
 def to_markdown(result: CompareResult) -> str:
-    head = ["run", "mode", "providers", *TABLE_METRICS, "latency ms"]
+    head = ["run", "model", "mode", "providers", *TABLE_METRICS, "latency ms"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result.rows:
-        cells = [r.label, r.mode, ", ".join(p.removesuffix("ExecutionProvider") for p in r.providers_used)]
+        cells = [
+            r.label,
+            r.model or "-",
+            r.mode,
+            ", ".join(p.removesuffix("ExecutionProvider") for p in r.providers_used),
+        ]
         for m in TABLE_METRICS:
             md = r.metrics[m]
             cell = f"{md.value:.4f}"

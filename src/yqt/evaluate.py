@@ -33,7 +33,7 @@ from yqt.data import (
     unletterbox_xyxy,
 )
 from yqt.errors import YqtError
-from yqt.records import CocoMetrics, EvalConfig, EvalResult, EvalTiming, LatencyStats
+from yqt.records import CocoMetrics, ContractCheck, EvalConfig, EvalResult, EvalTiming, LatencyStats, NmsSettings
 from yqt.runs import (
     Run,
     atomic_write_bytes,
@@ -45,7 +45,7 @@ from yqt.runs import (
     record_artifact,
     sha256_file,
 )
-from yqt.runtime import class_names_from_session, input_spec, open_session, require_contract
+from yqt.runtime import class_names_from_session, image_rows, input_spec, open_session, require_contract
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ def validate_eval_config(cfg: EvalConfig) -> None:
         raise YqtError(f"--conf must be in [0, 1), got {cfg.conf}", "use the COCO default --conf 0.001")
     if not 1 <= cfg.max_det <= 300:
         raise YqtError(f"--max-det must be in 1..300, got {cfg.max_det}", "use --max-det 300")
+    if not 0.0 < cfg.iou <= 1.0:
+        raise YqtError(f"--iou must be in (0, 1], got {cfg.iou}", "use Ultralytics' default --iou 0.7")
     if cfg.max_images is not None and cfg.image_ids_list is not None:
         raise YqtError("--max-images and --image-ids-list are exclusive", "pass one of them")
 
@@ -72,7 +74,7 @@ def detections_for_image(
     max_det: int,
     category_ids: Sequence[int | None] = COCO80_TO_91,
 ) -> list[dict[str, Any]]:
-    """One image's ``[300,6]`` output → COCO result dicts in original-image pixels.
+    """One image's ``[N,6]`` rows (see :func:`yqt.runtime.image_rows`) → COCO result dicts in original-image pixels.
 
     ``category_ids[c]`` is the dataset category of model class ``c``; None drops the class.
     """
@@ -138,6 +140,28 @@ def category_mapping(
         else []
     )
     return mapping, notes
+
+
+def model_class_names(
+    session: Any, contract: ContractCheck, onnx_path: Path, dataset_categories: int
+) -> tuple[str, ...]:
+    """The model's class names, checked against the class count a raw output carries in its shape."""
+    names = class_names_from_session(session)
+    nc = contract.num_classes
+    if nc is None or len(names) == nc:
+        return names
+    meta = session.get_modelmeta().custom_metadata_map
+    if "yqt.names" in meta or "names" in meta:
+        raise YqtError(
+            f"{onnx_path}: the output has {nc} classes (raw output {list(contract.output_shape)}) "
+            f"but the file's metadata names {len(names)}",
+            "re-export the model so that its class names match its head",
+        )
+    raise YqtError(
+        f"{onnx_path}: the output has {nc} classes (raw output {list(contract.output_shape)}) and the file names none, "
+        f"while the dataset has {dataset_categories} categories",
+        "score the model on a dataset of its own classes, or export it with its class names (yqt export writes them)",
+    )
 
 
 def _empty_results(coco: Any) -> Any:
@@ -250,8 +274,11 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
     items = _image_items(coco, selection.ids, paths.images_dir)
     # No spinning: decoding and COCO matching run beside inference on the same cores (7% faster here).
     session, providers = open_session(Path(cfg.onnx), cfg.providers, spin=False)
-    require_contract(session, Path(cfg.onnx))
-    category_ids, category_notes = category_mapping(class_names_from_session(session), coco.loadCats(coco.getCatIds()))
+    contract = require_contract(session, Path(cfg.onnx))
+    categories = coco.loadCats(coco.getCatIds())
+    names = model_class_names(session, contract, Path(cfg.onnx), len(categories))
+    category_ids, category_notes = category_mapping(names, categories)
+    nms = NmsSettings(iou=cfg.iou, conf=cfg.conf, max_det=cfg.max_det) if contract.num_classes is not None else None
     warnings = list(selection.warnings) + category_notes + _calibration_check(session, items, cfg.force)
     input_name, imgsz, dtype = input_spec(session)
     name = cfg.name or Path(cfg.onnx).stem
@@ -261,8 +288,8 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             log.warning(warning)
         session.run(None, {input_name: np.zeros((1, 3, imgsz, imgsz), dtype=dtype)})  # warm-up, untimed
         matcher = IncrementalCocoEval(coco, selection.ids)
-        detections, run_times, loop_s = _infer(
-            session, input_name, items, imgsz, dtype, cfg, matcher, progress, category_ids
+        detections, run_times, loop_s, nms_s = _infer(
+            session, input_name, items, imgsz, dtype, cfg, matcher, progress, category_ids, contract, nms
         )
         t_coco = time.perf_counter()
         evaluator, summary_text = matcher.finish()
@@ -302,6 +329,7 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
                 inference_wall_s=loop_s,
                 session_run_s=float(sum(run_times)),
                 cocoeval_s=cocoeval_s,
+                nms_s=nms_s,
             ),
             annotations_path=paths.annotations.resolve(),
             annotations_sha256=sha256_file(paths.annotations),
@@ -314,6 +342,8 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             detections_sha256=detections_sha256,
             metrics_path=(folder / "metrics.json").resolve() if folder else None,
             run_id=run.run_id if run is not None else None,
+            contract=contract,
+            nms=nms,
         )
         if folder is not None:
             atomic_write_json(folder / "metrics.json", result)
@@ -364,19 +394,23 @@ def _infer(
     matcher: IncrementalCocoEval,
     progress: ProgressFn | None,
     category_ids: Sequence[int | None],
-) -> tuple[list[dict[str, Any]], list[float], float]:
+    contract: ContractCheck,
+    nms: NmsSettings | None,
+) -> tuple[list[dict[str, Any]], list[float], float, float]:
     detections: list[dict[str, Any]] = []
     run_times: list[float] = []
+    nms_s = 0.0
     t_loop = time.perf_counter()
     for done, prepared in enumerate(prefetch_images(items, imgsz, dtype, workers=cfg.workers), 1):
         t0 = time.perf_counter()
         out = session.run(None, {input_name: prepared.tensor})[0]
         run_times.append(time.perf_counter() - t0)
-        found = detections_for_image(
-            np.asarray(out[0], dtype=np.float32), prepared, cfg.conf, cfg.max_det, category_ids
-        )
+        t1 = time.perf_counter()
+        rows = image_rows(out[0], contract, nms or NmsSettings())
+        nms_s += time.perf_counter() - t1
+        found = detections_for_image(rows, prepared, cfg.conf, cfg.max_det, category_ids)
         detections.extend(found)
         matcher.add(prepared.image_id, found)
         if progress is not None:
             progress(done, len(items))
-    return detections, run_times, time.perf_counter() - t_loop
+    return detections, run_times, time.perf_counter() - t_loop, nms_s

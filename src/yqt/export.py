@@ -180,6 +180,8 @@ def model_metadata(detector: LoadedDetector, mode: str, precision: str) -> dict[
         "yqt.weights": info.source,
         "yqt.weights_sha256": info.sha256 or "",
         "yqt.arch": info.arch,
+        "yqt.family": info.family,
+        "yqt.head": info.head,
         "yqt.pretrained": str(info.pretrained).lower(),
         "yqt.imgsz": str(info.imgsz),
         "yqt.names": json.dumps(list(detector.names)),
@@ -204,11 +206,25 @@ def torch_and_ort_outputs(module: Any, session: Any, image: Path, imgsz: int, ca
     return ref, got
 
 
+def rows_and_scores(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One image's output as rows (one per detection or anchor) and each row's best score.
+
+    End-to-end ``[N,6]`` rows carry their score in column 4; a raw ``[4+nc,A]`` output has one
+    column per anchor, scored by its best class.
+    """
+    from yqt.models import END2END, check_output_shape
+
+    if check_output_shape((1, *out.shape)).kind == END2END:
+        return out, out[:, 4]
+    return out.T, out[4:].max(0)
+
+
 def verify_against_torch(module: Any, onnx_path: Path, image: Path, imgsz: int, cand: Candidate) -> ExportVerification:
     """Compare PyTorch and ORT outputs on one real image.
 
-    The low-score tail of the top-300 may reorder between backends, so the pass/fail bound is on
-    the confident rows (score >= 0.25); the full-tensor difference is recorded too.
+    The low-score tail may reorder between backends (the top-300 of an end-to-end head), so the
+    pass/fail bound is on the confident rows, or anchors (score >= 0.25); the full-tensor
+    difference is recorded too.
     """
     from yqt.runtime import open_session
 
@@ -216,9 +232,10 @@ def verify_against_torch(module: Any, onnx_path: Path, image: Path, imgsz: int, 
     ref, got = torch_and_ort_outputs(module, session, image, imgsz, cand)
     if got.shape != ref.shape:
         raise RuntimeError(f"ONNX output shape {got.shape} differs from PyTorch {ref.shape}")
-    confident = ref[0, :, 4] >= CONFIDENT_SCORE
+    ref_rows, ref_scores = rows_and_scores(ref[0])
+    confident = ref_scores >= CONFIDENT_SCORE
     diff = np.abs(got - ref)
-    conf_diff = float(diff[0, confident].max()) if confident.any() else 0.0
+    conf_diff = float(np.abs(rows_and_scores(got[0])[0] - ref_rows)[confident].max()) if confident.any() else 0.0
     tol = TOLERANCE[cand.precision]
     return ExportVerification(
         image=image,
@@ -298,7 +315,7 @@ def export_baseline(cfg: ExportConfig, run: Run | None = None) -> ExportResult:
     candidates = plan_devices(cfg.device, cfg.half)
     image = cfg.verify_image or default_smoke_image()
     read_image(image)  # fail now, not after a minute of export work
-    detector = load_detector(cfg.weights, cfg.imgsz)
+    detector = load_detector(cfg.weights, cfg.imgsz, cfg.end2end)
     with tempfile.TemporaryDirectory(prefix="yqt-export-") as work, maybe_step(run, "export", cfg) as step:
         outcome = export_with_fallback(
             detector.module,

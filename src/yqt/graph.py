@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from yqt.errors import YqtError
+from yqt.models import contract_of_outputs, model_label
+from yqt.records import ContractCheck
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear", "Clip")
@@ -79,6 +81,8 @@ class GraphReport:
     only: str | None = None  # the rows shown were filtered to "float" or "quantized"
     diff_against: Path | None = None
     diff: tuple[LayerDiff, ...] | None = None
+    contract: ContractCheck | None = None  # the output contract: end-to-end or raw (NMS head)
+    model: str = ""  # architecture and head from the metadata, e.g. "yolov10n, nms head"
 
 
 class _Graph:
@@ -383,6 +387,7 @@ def inspect_graph(path: Path) -> GraphReport:
     )
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     art = file_artifact(path)
+    contract = output_contract(model)
     return GraphReport(
         path=path,
         sha256=art.sha256,
@@ -392,7 +397,15 @@ def inspect_graph(path: Path) -> GraphReport:
         layers=layers,
         summary=summary,
         warnings=tuple(_warnings(layers, g)),
+        contract=contract,
+        model=model_label({p.key: p.value for p in model.metadata_props}, contract.kind),
     )
+
+
+def output_contract(model: Any) -> ContractCheck:
+    """The file's output contract, read from its declared outputs."""
+    dims = [tuple(d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim) for o in model.graph.output]
+    return contract_of_outputs(dims)
 
 
 def _layer_brief(layer: LayerCensus | None) -> str:

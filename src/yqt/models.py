@@ -1,7 +1,10 @@
-"""Loading an Ultralytics YOLOv10 detector and checking its output contract.
+"""Loading an Ultralytics YOLO detector (YOLOv8, YOLO11, YOLOv10) and its output contract.
 
-The returned module is fused, in eval mode, with the NMS-free one-to-one head selected and the head
-in export mode, so ``module(x)`` returns exactly the ``[B,300,6]`` tensor the ONNX file will carry.
+The returned module is fused, in eval mode, with the head in export mode, so ``module(x)`` returns
+exactly the tensor the ONNX file will carry: for YOLOv10 with its NMS-free one-to-one head (the
+default) the end-to-end ``[B,300,6]``; for YOLOv8/YOLO11, or YOLOv10 with ``end2end=False``, the
+raw ``[B,4+nc,A]`` one-to-many output that needs NMS. :func:`check_output_shape` is the one place
+that tells the two contracts apart; :mod:`yqt.nms` turns a raw output into end-to-end rows.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,12 @@ log = logging.getLogger(__name__)
 
 MAX_DET = 300
 OUTPUT_COLUMNS = 6  # x1, y1, x2, y2, score, class
+BOX_ROWS = 4  # cx, cy, w, h: the first rows of a raw [B,4+nc,A] output
+END2END = "end2end"  # contract kind and head type: NMS-free [B,N,6]
+RAW = "raw"  # contract kind: [B,4+nc,A], decoded and NMS'd by yqt
+NMS_HEAD = "nms"  # head type whose output is raw
+UNDERSTOOD = ("the end-to-end [B,N,6] (x1,y1,x2,y2,score,class)", "the raw [B,4+nc,A] (cx,cy,w,h + class scores)")
+_HEADS = ("Detect", "v10Detect")  # subclasses (Segment, Pose, OBB) carry more than boxes
 EMBEDDED_WEIGHTS = "yolov10n.pt"
 _CHECKPOINT_SUFFIXES = (".pt", ".pth")
 _CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -84,16 +95,16 @@ def resolve_weights(weights: str | os.PathLike[str] | None) -> WeightsSpec:
     if not path.exists():
         raise YqtError(
             f"weights not found: {text}",
-            "pass --weights PATH to a YOLOv10 .pt checkpoint, or omit it for yolov10n",
+            "pass --weights PATH to a YOLOv8/YOLO11/YOLOv10 .pt checkpoint, or omit it for yolov10n",
         )
     if not path.is_file():
-        raise YqtError(f"weights path is not a file: {text}", "pass --weights PATH to a YOLOv10 .pt checkpoint")
+        raise YqtError(f"weights path is not a file: {text}", "pass --weights PATH to a YOLO .pt checkpoint")
     if path.suffix.lower() in _CONFIG_SUFFIXES:
         return WeightsSpec(source=str(path), path=None, stem=path.stem)
     if path.suffix.lower() not in _CHECKPOINT_SUFFIXES:
         raise YqtError(
             f"{text} is not a checkpoint (expected a .pt file, got '{path.suffix or 'no suffix'}')",
-            "pass --weights PATH to a YOLOv10 .pt checkpoint",
+            "pass --weights PATH to a YOLO .pt checkpoint",
         )
     return WeightsSpec(source=str(path), path=path, stem=path.stem)
 
@@ -123,22 +134,41 @@ def _build_ultralytics_model(spec: WeightsSpec) -> Any:
         what = "an Ultralytics model config" if spec.is_config else "an Ultralytics checkpoint"
         raise YqtError(
             f"cannot load {spec.source} as {what}: {_short(exc)}",
-            "pass --weights PATH to a YOLOv10 .pt checkpoint (or a yolov10*.yaml config)",
+            "pass --weights PATH to a YOLO .pt checkpoint (or a config such as yolo11n.yaml)",
         ) from None
 
 
-def _require_yolov10_head(model: Any, source: str) -> Any:
-    from ultralytics.nn.modules.head import v10Detect
-
+def _require_detect_head(model: Any, source: str) -> Any:
     layers = getattr(model, "model", None)
     head = layers[-1] if layers is not None and len(layers) else None
-    if not isinstance(head, v10Detect) or getattr(head, "one2one_cv2", None) is None:
-        kind = type(head).__name__ if head is not None else type(model).__name__
+    kind = type(head).__name__ if head is not None else type(model).__name__
+    if kind not in _HEADS:
         raise YqtError(
-            f"{source} is not a YOLOv10 detector (its head is {kind}, expected v10Detect with the NMS-free branch)",
-            "pass a YOLOv10 detection checkpoint such as yolov10n.pt",
+            f"{source} is not a YOLO detector (its head is {kind}, expected Detect or v10Detect)",
+            "pass a YOLOv8, YOLO11 or YOLOv10 detection checkpoint such as yolov10n.pt",
         )
     return head
+
+
+def has_end2end_branch(head: Any) -> bool:
+    """YOLOv10's head carries a one-to-one (NMS-free) branch beside the one-to-many one."""
+    return getattr(head, "one2one_cv2", None) is not None
+
+
+def choose_head(head: Any, end2end: bool | None, source: str) -> str:
+    """The head to export: end2end where the model has that branch (unless refused), else NMS."""
+    if end2end and not has_end2end_branch(head):
+        raise YqtError(
+            f"{source} has no NMS-free head (its head is {type(head).__name__}), so --end2end cannot apply",
+            "drop --end2end: this model is exported with its NMS head, and yqt runs the NMS",
+        )
+    return END2END if has_end2end_branch(head) and end2end is not False else NMS_HEAD
+
+
+def family_of(arch: str) -> str:
+    """``yolov10n`` → ``yolov10``, ``yolo11s`` → ``yolo11``: the architecture name without its scale."""
+    match = re.match(r"(yolo(?:v)?\d+)", arch.lower())
+    return match.group(1) if match else arch
 
 
 def _class_names(model: Any, nc: int) -> tuple[tuple[str, ...], bool]:
@@ -151,11 +181,44 @@ def _class_names(model: Any, nc: int) -> tuple[tuple[str, ...], bool]:
     return tuple(names), False
 
 
-def prepare_for_export(model: Any) -> Any:
-    """Fuse with the one-to-one head kept, and put the head in ONNX export mode."""
+WAKE_IMAGES = ("bus.jpg", "zidane.jpg")  # Ultralytics' bundled assets: always there, never downloaded
+
+
+def wake_random_init(model: Any, imgsz: int) -> str:
+    """Give a random-init model BatchNorm statistics from real images, so its activations live.
+
+    Built from a config, a YOLO's BatchNorms hold mean 0 / variance 1 while the random convs shrink
+    every layer's output, so what reaches the head is ~1e-6 (yolo11n: feature std 4e-6, 6e-8,
+    8e-10 on its three levels) and every output is the head's bias: the same boxes and scores for any
+    image. Nothing about the backbone could then be checked. One pass over two real images in
+    BatchNorm-training mode (cumulative statistics) makes the outputs depend on the image; the
+    weights stay random. Returns what was done, for the record.
+    """
+    import numpy as np
+    import torch
+
+    from yqt.data import default_smoke_image, letterbox, read_image
+
+    folder = default_smoke_image().parent
+    batch = np.concatenate([letterbox(read_image(folder / name), imgsz)[0] for name in WAKE_IMAGES])
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average over this pass
+        bn.train()
+    with torch.no_grad():
+        model(torch.from_numpy(batch))
+    model.eval()
+    return f"random init: BatchNorm statistics from {' and '.join(WAKE_IMAGES)} so that activations do not vanish"
+
+
+def prepare_for_export(model: Any, head_type: str = END2END) -> Any:
+    """Fuse with the chosen head kept, and put the head in ONNX export mode."""
     model = model.float().eval()
-    # Fusing deletes whichever branch is not selected, so select the NMS-free one first.
-    model.end2end = True
+    if has_end2end_branch(model.model[-1]):
+        # Fusing deletes whichever branch is not selected, so select first.
+        model.end2end = head_type == END2END
     model = model.fuse(verbose=False)
     head = model.model[-1]
     head.export = True
@@ -166,15 +229,43 @@ def prepare_for_export(model: Any) -> Any:
     return model
 
 
+def _dims(shape: tuple[Any, ...]) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
 def check_output_shape(shape: tuple[Any, ...]) -> ContractCheck:
-    """The ``[B,300,6]`` contract; a symbolic batch dimension is fine."""
-    ok = len(shape) == 3 and shape[1] == MAX_DET and shape[2] == OUTPUT_COLUMNS
-    detail = (
-        "output is [B,300,6] = x1,y1,x2,y2,score,class"
-        if ok
-        else f"output shape {list(shape)} is not [B,{MAX_DET},{OUTPUT_COLUMNS}]"
+    """Which of the two understood output contracts ``shape`` is; a symbolic dimension is fine.
+
+    End-to-end ``[B,N,6]`` is checked first: a raw head with 2 classes would be ``[B,6,A]``, and
+    an end-to-end output never has 6 detections with anchors behind them.
+    """
+    shape = tuple(shape)
+    dims = _dims(shape)
+    if len(shape) == 3 and shape[2] == OUTPUT_COLUMNS:
+        detail = f"end-to-end output {dims} = x1,y1,x2,y2,score,class"
+        return ContractCheck(ok=True, output_shape=shape, detail=detail, kind=END2END)
+    rows = shape[1] if len(shape) == 3 else None
+    anchors = shape[2] if len(shape) == 3 else None
+    # A transposed raw output ([B,A,4+nc]) has fewer "anchors" than rows; it is not understood.
+    if isinstance(rows, int) and rows > BOX_ROWS and not (isinstance(anchors, int) and anchors < rows):
+        nc = rows - BOX_ROWS
+        detail = f"raw output {dims} = cx,cy,w,h + {nc} class scores per anchor; yqt decodes it and runs NMS"
+        return ContractCheck(ok=True, output_shape=shape, detail=detail, kind=RAW, num_classes=nc)
+    return ContractCheck(
+        ok=False,
+        output_shape=shape,
+        detail=f"output shape {list(shape)} is neither {UNDERSTOOD[0]} nor {UNDERSTOOD[1]} output",
     )
-    return ContractCheck(ok=ok, output_shape=tuple(shape), detail=detail)
+
+
+def contract_of_outputs(shapes: Sequence[tuple[Any, ...]]) -> ContractCheck:
+    """The contract of a model with these output shapes: exactly one output, of a shape understood."""
+    if len(shapes) != 1:
+        listed = ", ".join(str(list(s)) for s in shapes)
+        return ContractCheck(
+            False, (), f"model has {len(shapes)} outputs ({listed}), expected one: {' or '.join(UNDERSTOOD)}"
+        )
+    return check_output_shape(tuple(shapes[0]))
 
 
 def check_module_contract(module: Any, imgsz: int) -> ContractCheck:
@@ -192,19 +283,29 @@ def validate_imgsz(imgsz: int) -> None:
         raise YqtError(f"--imgsz {imgsz} is not a positive multiple of 32", "use e.g. --imgsz 640")
 
 
-def load_detector(weights: str | os.PathLike[str] | None = None, imgsz: int = 640) -> LoadedDetector:
-    """Load a YOLOv10 detector ready for export, or raise :class:`YqtError` naming the problem."""
+def load_detector(
+    weights: str | os.PathLike[str] | None = None, imgsz: int = 640, end2end: bool | None = None
+) -> LoadedDetector:
+    """Load a YOLO detector ready for export, or raise :class:`YqtError` naming the problem.
+
+    ``end2end``: None picks YOLOv10's NMS-free head where there is one; False keeps its NMS head.
+    """
     validate_imgsz(imgsz)
     spec = resolve_weights(weights)
     from yqt.runs import sha256_file
 
     model = _build_ultralytics_model(spec)
-    head = _require_yolov10_head(model, spec.source)
+    head = _require_detect_head(model, spec.source)
+    head_type = choose_head(head, end2end, spec.source)
+    # Both heads of one YOLOv10 checkpoint must not overwrite each other's files (read before fusing
+    # deletes the unused branch).
+    stem = f"{spec.stem}-nms" if head_type == NMS_HEAD and has_end2end_branch(head) else spec.stem
     names, fixed = _class_names(model, int(head.nc))
-    model = prepare_for_export(model)
+    woken = wake_random_init(model, imgsz) if spec.is_config else ""
+    model = prepare_for_export(model, head_type)
     contract = check_module_contract(model, imgsz)
     if not contract.ok:
-        raise YqtError(f"{spec.source}: {contract.detail}", "pass a YOLOv10 detection checkpoint")
+        raise YqtError(f"{spec.source}: {contract.detail}", "pass a YOLO detection checkpoint")
     arch = Path(str(getattr(model, "yaml", {}).get("yaml_file", spec.stem))).stem
     info = ModelInfo(
         source=spec.source,
@@ -215,6 +316,23 @@ def load_detector(weights: str | os.PathLike[str] | None = None, imgsz: int = 64
         class_names_fixed=fixed,
         parameters=sum(p.numel() for p in model.parameters()),
         imgsz=imgsz,
+        family=family_of(arch),
+        head=head_type,
+        batchnorm=woken,
     )
-    log.info("loaded %s (%s, %d parameters, class names fixed: %s)", spec.source, arch, info.parameters, fixed)
-    return LoadedDetector(module=model, info=info, names=names, stem=spec.stem, contract=contract)
+    log.info("loaded %s (%s, %s head, %d parameters, class names fixed: %s)",
+             spec.source, arch, head_type, info.parameters, fixed)  # fmt: skip
+    return LoadedDetector(module=model, info=info, names=names, stem=stem, contract=contract)
+
+
+def model_label(meta: Mapping[str, str], contract_kind: str | None = None) -> str:
+    """``yolov10n, nms head`` from an ONNX file's metadata: yqt's keys, else Ultralytics' own."""
+    arch = meta.get("yqt.arch") or _ultralytics_arch(meta)
+    head = meta.get("yqt.head") or {END2END: END2END, RAW: NMS_HEAD}.get(contract_kind or "", "")
+    return ", ".join(part for part in (arch, f"{head} head" if head else "") if part)
+
+
+def _ultralytics_arch(meta: Mapping[str, str]) -> str:
+    # Ultralytics writes e.g. description "Ultralytics YOLOv10n model".
+    match = re.search(r"\b(yolo\w*)\b", meta.get("description", ""), flags=re.IGNORECASE)
+    return match.group(1).lower() if match else ""

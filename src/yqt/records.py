@@ -88,15 +88,38 @@ class ModelInfo:
     class_names_fixed: bool
     parameters: int
     imgsz: int
+    family: str = ""  # yolov8 | yolo11 | yolov10 | ... (from the architecture name)
+    head: str = ""  # "end2end" (NMS-free, [B,300,6]) | "nms" (raw [B,4+nc,A], NMS after the model)
+    batchnorm: str = ""  # set when yqt gave a random-init model BatchNorm statistics, and how
 
 
 @dataclass(frozen=True)
 class ContractCheck:
-    """The detector output contract: ``[B,300,6]`` = x1,y1,x2,y2,score,class in letterboxed pixels."""
+    """The detector output contract, one of two kinds, both in letterboxed pixels:
+
+    - ``end2end``: ``[B,N,6]`` = x1,y1,x2,y2,score,class (YOLOv10's NMS-free head);
+    - ``raw``: ``[B,4+nc,A]`` = cx,cy,w,h then nc class scores after sigmoid, per anchor; yqt decodes
+      it and runs NMS (:mod:`yqt.nms`), so everything after sees end2end rows.
+    """
 
     ok: bool
     output_shape: tuple[Any, ...]
     detail: str
+    kind: str | None = None  # "end2end" | "raw"; None when the shape is neither
+    num_classes: int | None = None  # known from the shape for raw outputs
+
+
+@dataclass(frozen=True)
+class NmsSettings:
+    """How a raw head's output is turned into detections: Ultralytics val's NMS, in NumPy."""
+
+    iou: float = 0.7
+    conf: float = 0.001
+    max_det: int = 300
+    max_candidates: int = 30000  # (box, class) pairs kept by score before NMS, as Ultralytics' max_nms
+    multi_label: bool = True  # a box may be a candidate for several classes
+    class_aware: bool = True  # boxes of different classes never suppress each other
+    implementation: str = "numpy"
 
 
 # --------------------------------------------------------------------------------------------- export
@@ -135,6 +158,7 @@ class ExportConfig:
     half: bool | None = None  # None: FP16 on CUDA, FP32 on CPU
     opset: int = 17
     verify_image: Path | None = None
+    end2end: bool | None = None  # YOLOv10 only: True NMS-free head (default), False the NMS head
 
 
 @dataclass(frozen=True)
@@ -232,6 +256,7 @@ class EvalConfig:
     name: str | None = None
     workers: int = 2
     force: bool = False  # score even on images the model was calibrated on
+    iou: float = 0.7  # NMS IoU, for models whose head needs NMS
 
 
 @dataclass(frozen=True)
@@ -267,6 +292,7 @@ class EvalTiming:
     inference_wall_s: float
     session_run_s: float
     cocoeval_s: float
+    nms_s: float = 0.0  # yqt's decode+NMS of a raw head output (0 for an end-to-end model)
 
 
 @dataclass(frozen=True)
@@ -305,6 +331,8 @@ class EvalResult:
     metrics_path: Path | None = None
     run_id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    contract: ContractCheck | None = None  # which output contract the file has
+    nms: NmsSettings | None = None  # set when yqt ran NMS on a raw head output
 
 
 # --------------------------------------------------------------------------------------------- quantize
@@ -512,6 +540,7 @@ class CompareRow:
     metrics: Mapping[str, MetricDelta]
     ci_excludes_zero: bool | None = None
     within_max_drop: bool | None = None
+    model: str = ""  # architecture and head, e.g. "yolov10n, nms head"
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from yqt.errors import YqtError
-from yqt.records import ContractCheck, Detection, LatencyStats, ProviderReport, SmokeConfig, SmokeResult
+from yqt.records import (
+    ContractCheck,
+    Detection,
+    LatencyStats,
+    NmsSettings,
+    ProviderReport,
+    SmokeConfig,
+    SmokeResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -171,12 +181,9 @@ def open_session(
 
 
 def session_contract(session: Any) -> ContractCheck:
-    from yqt.models import check_output_shape
+    from yqt.models import contract_of_outputs
 
-    outputs = session.get_outputs()
-    if len(outputs) != 1:
-        return ContractCheck(False, (), f"model has {len(outputs)} outputs, expected one [B,300,6] tensor")
-    return check_output_shape(tuple(outputs[0].shape))
+    return contract_of_outputs([tuple(o.shape) for o in session.get_outputs()])
 
 
 def require_contract(session: Any, onnx_path: Path) -> ContractCheck:
@@ -184,15 +191,26 @@ def require_contract(session: Any, onnx_path: Path) -> ContractCheck:
     if not contract.ok:
         raise YqtError(
             f"{onnx_path}: {contract.detail}",
-            "export a YOLOv10 end-to-end model with yqt export (x1,y1,x2,y2,score,class per row)",
+            "export a YOLO detector with yqt export, or with Ultralytics' YOLO(...).export(format='onnx')",
         )
     return contract
 
 
+def image_rows(out: np.ndarray, contract: ContractCheck, nms: NmsSettings) -> np.ndarray:
+    """One image's model output as ``[K,6]`` rows x1,y1,x2,y2,score,class (letterboxed pixels), best
+    first, whatever the contract: a raw output is decoded and NMS'd here, so nothing after cares."""
+    from yqt.models import RAW
+
+    out = np.asarray(out, dtype=np.float32)
+    if contract.kind == RAW:
+        from yqt.nms import nms_rows
+
+        return nms_rows(out, nms)
+    return out
+
+
 def input_spec(session: Any) -> tuple[str, int, Any]:
     """The model input's name, square size and numpy dtype."""
-    import numpy as np
-
     inp = session.get_inputs()[0]
     shape = inp.shape
     size = shape[-1] if isinstance(shape[-1], int) else 640
@@ -205,6 +223,8 @@ def class_names_from_session(session: Any) -> tuple[str, ...]:
     import ast
     import json
 
+    from yqt.models import COCO80_NAMES
+
     meta = session.get_modelmeta().custom_metadata_map
     if "yqt.names" in meta:
         return tuple(json.loads(meta["yqt.names"]))
@@ -212,19 +232,17 @@ def class_names_from_session(session: Any) -> tuple[str, ...]:
         try:
             names = ast.literal_eval(meta["names"])
             # Indexed by class id: a gap in the ids must not shift the classes after it.
-            return tuple(str(names.get(i, i)) for i in range(max(names) + 1))
+            found = tuple(str(names.get(i, i)) for i in range(max(names) + 1))
         except (ValueError, SyntaxError, TypeError, KeyError):
-            pass
-    from yqt.models import COCO80_NAMES
-
+            return COCO80_NAMES
+        # THU-MIG's YOLOv10 checkpoints, and Ultralytics' exports of them, name the COCO classes '0'..'79'.
+        return COCO80_NAMES if found == tuple(str(i) for i in range(len(COCO80_NAMES))) else found
     return COCO80_NAMES
 
 
 def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
     """One real-image inference: contract, detections, latency and the providers that actually ran."""
     import time
-
-    import numpy as np
 
     from yqt.data import default_smoke_image, letterbox, read_image, unletterbox_xyxy
     from yqt.runs import atomic_write_json, file_artifact, maybe_step, record_artifact
@@ -249,7 +267,7 @@ def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
             t0 = time.perf_counter()
             out = session.run(None, {input_name: x})[0]
             times.append(time.perf_counter() - t0)
-        rows = np.asarray(out[0], dtype=np.float32)
+        rows = image_rows(out[0], contract, NmsSettings(conf=cfg.conf))
         rows = rows[rows[:, 4] >= cfg.conf]
         names = class_names_from_session(session)
         boxes = unletterbox_xyxy(rows[:, :4], lb) if len(rows) else np.zeros((0, 4))

@@ -169,13 +169,20 @@ def providers_table(report: ProviderReport) -> Table:
     return table
 
 
+def _model_cell(model: Any) -> str:
+    head = f", {model.head} head" if model.head else ""
+    return f"{model.arch} ({model.family or 'YOLO'}{head}; {model.source})"
+
+
 def render_export(result: ExportResult) -> list[Any]:
     v = result.verification
     summary = Table(title="Float baseline export", show_header=False)
     summary.add_column("", style="bold")
     summary.add_column("", overflow="fold")
-    summary.add_row("model", f"{result.model.arch} ({result.model.source})")
+    summary.add_row("model", _model_cell(result.model))
     summary.add_row("weights sha256", result.model.sha256 or "- (random init from config)")
+    if result.model.batchnorm:
+        summary.add_row("BatchNorm", result.model.batchnorm)
     summary.add_row("onnx", str(result.onnx.path))
     summary.add_row("onnx sha256", result.onnx.sha256)
     summary.add_row("size", f"{result.onnx.size_bytes / 1e6:.2f} MB")
@@ -221,6 +228,11 @@ def render_eval(result: EvalResult) -> list[Any]:
     info.add_column("", overflow="fold")
     info.add_row("image ids sha256", result.image_ids_sha256)
     info.add_row("onnx sha256", result.onnx_sha256)
+    if result.contract is not None:
+        info.add_row("contract", result.contract.detail)
+    if result.nms is not None:
+        n = result.nms
+        info.add_row("NMS", f"yqt ({n.implementation}), per class, IoU {n.iou:g}, conf {n.conf:g}, max {n.max_det}")
     info.add_row("providers requested", ", ".join(result.providers_requested))
     used = ", ".join(result.providers_used)
     fell_back = result.providers_used[:1] != result.providers_requested[:1]
@@ -232,7 +244,9 @@ def render_eval(result: EvalResult) -> list[Any]:
     info.add_row(
         "time",
         f"{t.total_s:.1f} s total, inference {t.inference_wall_s:.1f} s "
-        f"(session.run {t.session_run_s:.1f} s), COCOeval {t.cocoeval_s:.1f} s",
+        f"(session.run {t.session_run_s:.1f} s"
+        + (f", NMS {t.nms_s:.2f} s" if result.nms is not None else "")
+        + f"), COCOeval {t.cocoeval_s:.1f} s",
     )
     if result.metrics_path:
         info.add_row("metrics", str(result.metrics_path))
@@ -303,7 +317,7 @@ def render_quantize(result: QuantizeResult) -> list[Any]:
 
 
 def _quantize_rows(result: QuantizeResult) -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = []
+    rows: list[tuple[str, str]] = [("model", _model_cell(result.model))]
     if result.mean_weight_bits is not None:
         rows.append(("mean weight bits", f"{result.mean_weight_bits:.2f} (parameter-weighted; float layers count 32)"))
     promoted = {p.name for p in result.mixed_precision.promoted} if result.mixed_precision else set()
@@ -421,6 +435,10 @@ def render_graph(report: Any) -> list[Any]:
     summary = Table(title="Summary", show_header=False)
     summary.add_column("", style="bold")
     summary.add_column("", overflow="fold")
+    if report.model:
+        summary.add_row("model", report.model)
+    if report.contract is not None:
+        summary.add_row("output", report.contract.detail)
     summary.add_row("compute layers", f"{s.compute_layers} ({s.weight_layers} with weights)")
     summary.add_row("weights quantized", f"{s.quantized_layers}")
     summary.add_row("weights float", f"{s.float_layers}")
@@ -482,11 +500,12 @@ def render_compare(result: Any) -> list[Any]:
     from yqt.compare import TABLE_METRICS
 
     table = Table(title=f"Compare vs {result.baseline} (Δ in mAP points; [95% CI], {result.bootstrap} resamples)")
-    for col in ("run", "mode", "providers", *TABLE_METRICS, "latency ms", "onnx MB"):
+    for col in ("run", "model", "mode", "providers", *TABLE_METRICS, "latency ms", "onnx MB"):
         table.add_column(col, overflow="fold")
     for r in result.rows:
         cells = [
             r.label + (" [bold](baseline)[/]" if r.is_baseline else ""),
+            r.model or "-",
             r.mode,
             ", ".join(p.removesuffix("ExecutionProvider") for p in r.providers_used),
         ]

@@ -38,15 +38,22 @@ def test_file_that_is_not_a_checkpoint(tmp_path: Path):
     assert _complete_looking_files(runs) == []
 
 
-def test_checkpoint_that_is_not_yolov10(tmp_path: Path):
+def test_checkpoint_that_is_not_a_detector(tmp_path: Path):
     import torch
     from ultralytics import YOLO
 
-    ckpt = tmp_path / "yolov8n-random.pt"
-    torch.save({"model": YOLO("yolov8n.yaml").model}, ckpt)
+    ckpt = tmp_path / "yolov8n-cls-random.pt"
+    torch.save({"model": YOLO("yolov8n-cls.yaml").model}, ckpt)
     runs = tmp_path / "runs"
     result = run_yqt("export", "--weights", str(ckpt), runs_dir=runs)
-    assert_one_line_error(result, "is not a YOLOv10 detector", "head is Detect")
+    assert_one_line_error(result, "is not a YOLO detector", "head is Classify")
+    assert _complete_looking_files(runs) == []
+
+
+def test_end2end_asked_of_a_model_without_that_head(tmp_path: Path):
+    runs = tmp_path / "runs"
+    result = run_yqt("export", "--weights", "yolov8n.yaml", "--end2end", runs_dir=runs)
+    assert_one_line_error(result, "has no NMS-free head", "drop --end2end")
     assert _complete_looking_files(runs) == []
 
 
@@ -115,27 +122,86 @@ def test_corrupt_image_fails_the_eval_and_writes_no_metrics(baseline_onnx: Path,
     assert manifest["steps"][-1]["status"] == "failed"
 
 
-def _onnx_with_wrong_output(path: Path) -> Path:
+def _onnx_model(path: Path, nodes: list, outputs: dict[str, list[int]], size: int = 640, inits=()) -> Path:
+    """A tiny ONNX file reading ``images`` [1,3,size,size] and writing ``outputs`` (name → shape)."""
     import onnx
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["images"], ["output0"])],
-        "wrong",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 3, 640, 640])],
+        nodes,
+        "bad",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in outputs.items()],
+        initializer=list(inits),
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.save(model, str(path))
     return path
 
 
+def _onnx_with_wrong_output(path: Path) -> Path:
+    from onnx import helper
+
+    return _onnx_model(path, [helper.make_node("Identity", ["images"], ["output0"])], {"output0": [1, 3, 640, 640]})
+
+
+def _onnx_with_two_outputs(path: Path) -> Path:
+    from onnx import helper
+
+    nodes = [helper.make_node("Identity", ["images"], [name]) for name in ("boxes", "scores")]
+    return _onnx_model(path, nodes, {"boxes": [1, 3, 640, 640], "scores": [1, 3, 640, 640]})
+
+
+def _onnx_with_rank2_output(path: Path) -> Path:
+    from onnx import helper
+
+    return _onnx_model(path, [helper.make_node("Flatten", ["images"], ["output0"])], {"output0": [1, 3 * 640 * 640]})
+
+
+def _onnx_raw_head_with_3_classes(path: Path) -> Path:
+    """A raw [1,4+3,A] head, no class names: 3 classes cannot be the dataset's 80."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((7, 3, 1, 1), np.float32), "w")
+    shape = numpy_helper.from_array(np.array([1, 7, 32 * 32], np.int64), "shape")
+    nodes = [
+        helper.make_node("Conv", ["images", "w"], ["maps"]),
+        helper.make_node("Reshape", ["maps", "shape"], ["output0"]),
+    ]
+    return _onnx_model(path, nodes, {"output0": [1, 7, 32 * 32]}, size=32, inits=[weight, shape])
+
+
 def test_onnx_without_the_output_contract(coco_root: Path, tmp_path: Path):
     model = _onnx_with_wrong_output(tmp_path / "wrong.onnx")
     runs = tmp_path / "runs"
-    assert_one_line_error(run_yqt("smoke", str(model), runs_dir=runs), "is not [B,300,6]")
+    assert_one_line_error(run_yqt("smoke", str(model), runs_dir=runs), "[1, 3, 640, 640] is neither")
     result = run_yqt("eval", str(model), "--coco-root", str(coco_root), "--max-images", "2", runs_dir=runs)
-    assert_one_line_error(result, "is not [B,300,6]")
+    assert_one_line_error(result, "is neither the end-to-end [B,N,6]", "nor the raw [B,4+nc,A]")
+    assert _complete_looking_files(runs) == []
+
+
+def test_onnx_with_two_outputs(coco_root: Path, tmp_path: Path):
+    model = _onnx_with_two_outputs(tmp_path / "two.onnx")
+    runs = tmp_path / "runs"
+    for args in (["smoke", str(model)], ["eval", str(model), "--coco-root", str(coco_root), "--max-images", "2"]):
+        assert_one_line_error(run_yqt(*args, runs_dir=runs), "model has 2 outputs", "[B,N,6]", "[B,4+nc,A]")
+    assert _complete_looking_files(runs) == []
+
+
+def test_onnx_with_a_rank2_output(coco_root: Path, tmp_path: Path):
+    model = _onnx_with_rank2_output(tmp_path / "flat.onnx")
+    runs = tmp_path / "runs"
+    for args in (["smoke", str(model)], ["eval", str(model), "--coco-root", str(coco_root), "--max-images", "2"]):
+        assert_one_line_error(run_yqt(*args, runs_dir=runs), "output shape [1, 1228800] is neither", "[B,4+nc,A]")
+    assert _complete_looking_files(runs) == []
+
+
+def test_raw_head_whose_classes_disagree_with_the_dataset(coco_root: Path, tmp_path: Path):
+    model = _onnx_raw_head_with_3_classes(tmp_path / "three.onnx")
+    runs = tmp_path / "runs"
+    result = run_yqt("eval", str(model), "--coco-root", str(coco_root), "--max-images", "2", runs_dir=runs)
+    assert_one_line_error(result, "the output has 3 classes", "[1, 7, 1024]", "the dataset has 80 categories")
     assert _complete_looking_files(runs) == []
 
 

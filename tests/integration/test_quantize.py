@@ -145,10 +145,11 @@ def test_quantize_bad_input(tmp_path: Path, args: list[str], fragments: list[str
     assert not runs.exists()
 
 
-def test_quantize_refuses_a_checkpoint_that_is_not_yolov10(tmp_path: Path):
+def test_quantize_refuses_a_checkpoint_that_is_not_a_detector(tmp_path: Path):
     import torch
     from ultralytics import YOLO
 
-    ckpt = tmp_path / "yolov8n.pt"
-    torch.save({"model": YOLO("yolov8n.yaml").model}, ckpt)
-    assert_one_line_error(run_yqt("quantize", "--weights", str(ckpt), runs_dir=tmp_path / "runs"), "not a YOLOv10")
+    ckpt = tmp_path / "yolov8n-cls.pt"
+    torch.save({"model": YOLO("yolov8n-cls.yaml").model}, ckpt)
+    result = run_yqt("quantize", "--weights", str(ckpt), runs_dir=tmp_path / "runs")
+    assert_one_line_error(result, "not a YOLO detector", "head is Classify")

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from yqt.graph import LayerCensus, inspect_graph, module_path
-from yqt.models import check_output_shape
+from yqt.graph import LayerCensus, inspect_graph, module_path, output_contract
 from yqt.quant.modes import QuantMode
 from yqt.records import ActivationReport, GateCheck, GateReport, LayerDecision, StorageReport
 
@@ -79,9 +78,7 @@ def run_gate(
                 GateCheck("int8_kernels", fused >= want,
                           f"ORT CPU fuses {fused} convs into int8 kernels (QLinearConv), {want} expected")
             )  # fmt: skip
-    outputs = onnx.load(str(path), load_external_data=False).graph.output
-    dims = tuple(d.dim_value or d.dim_param for d in outputs[0].type.tensor_type.shape.dim) if len(outputs) == 1 else ()
-    contract = check_output_shape(dims)
+    contract = output_contract(onnx.load(str(path), load_external_data=False))
     checks.append(GateCheck("output_contract", contract.ok, contract.detail))
     return GateReport(target=label or Path(path).name, checks=tuple(checks))
 
