@@ -12,9 +12,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from yqt.errors import YqtError
+from yqt.filetypes import require_onnx_file
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear", "Clip")
@@ -68,6 +69,10 @@ class LayerDiff:
 
 @dataclass(frozen=True)
 class GraphReport:
+    """The census of one ONNX file (``inspect-graph``)."""
+
+    SCHEMA: ClassVar[str] = "yqt/graph/1"
+
     path: Path
     sha256: str
     size_bytes: int
@@ -135,8 +140,7 @@ def load_onnx(path: Path) -> Any:
     import onnx
 
     path = Path(path)
-    if not path.is_file():
-        raise YqtError(f"ONNX model not found: {path}", "pass the path of an .onnx file")
+    require_onnx_file(path)
     try:
         model = onnx.load(str(path))
     except Exception as exc:

@@ -174,7 +174,7 @@ def check_output_shape(shape: tuple[Any, ...]) -> ContractCheck:
         if ok
         else f"output shape {list(shape)} is not [B,{MAX_DET},{OUTPUT_COLUMNS}]"
     )
-    return ContractCheck(ok=ok, output_shape=tuple(shape), detail=detail)
+    return ContractCheck(passed=ok, output_shape=tuple(shape), detail=detail)
 
 
 def check_module_contract(module: Any, imgsz: int) -> ContractCheck:
@@ -203,7 +203,7 @@ def load_detector(weights: str | os.PathLike[str] | None = None, imgsz: int = 64
     names, fixed = _class_names(model, int(head.nc))
     model = prepare_for_export(model)
     contract = check_module_contract(model, imgsz)
-    if not contract.ok:
+    if not contract.passed:
         raise YqtError(f"{spec.source}: {contract.detail}", "pass a YOLOv10 detection checkpoint")
     arch = Path(str(getattr(model, "yaml", {}).get("yaml_file", spec.stem))).stem
     info = ModelInfo(

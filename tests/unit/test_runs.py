@@ -20,7 +20,7 @@ def test_new_run_is_not_created_until_a_step_starts(tmp_path: Path):
     (entry,) = manifest["steps"]
     assert entry["status"] == "ok" and entry["ended"]
     assert entry["artifacts"][0]["path"] == "onnx/m.onnx"
-    assert json.loads(run.config_path("export").read_text()) == {"a": 1}
+    assert json.loads(run.config_path("export").read_text()) == {"schema": "yqt/step-config/1", "step": "export", "a": 1}
     assert "step export finished" in run.log_path("export").read_text()
 
 

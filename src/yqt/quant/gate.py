@@ -82,7 +82,7 @@ def run_gate(
     outputs = onnx.load(str(path), load_external_data=False).graph.output
     dims = tuple(d.dim_value or d.dim_param for d in outputs[0].type.tensor_type.shape.dim) if len(outputs) == 1 else ()
     contract = check_output_shape(dims)
-    checks.append(GateCheck("output_contract", contract.ok, contract.detail))
+    checks.append(GateCheck("output_contract", contract.passed, contract.detail))
     return GateReport(target=label or Path(path).name, checks=tuple(checks))
 
 
