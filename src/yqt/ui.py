@@ -227,7 +227,7 @@ def _col(table: Table, name: str, **kw: Any) -> None:
 
 def fit_table(build: Callable[[Sequence[str]], Table], columns: Sequence[str], required: int, width: int) -> Table:
     """The table with as many of ``columns`` (most important first) as fit ``width`` unwrapped."""
-    console = Console(width=width, file=io.StringIO())
+    console = Console(width=10_000, file=io.StringIO())  # measure unclamped: rich caps a measure at its width
     for n in range(len(columns), required - 1, -1):
         table = build(columns[:n])
         if console.measure(table).maximum <= width:
@@ -497,7 +497,7 @@ _LAYER_COLUMNS = ("node", "op", "weight", "bits", "granularity", "act quant (sca
 
 def render_graph(report: Any, view: View) -> list[Any]:
     s = report.summary
-    ops = _table(f"Op counts ({s.nodes} nodes, opset {report.opset})")
+    ops = _table(f"Op counts: {s.nodes} nodes")
     _col(ops, "op")
     _col(ops, "count", justify="right")
     for op, n in sorted(report.op_counts.items(), key=lambda kv: (kv[0] not in _QDQ_STYLE, -kv[1], kv[0])):
@@ -509,6 +509,7 @@ def render_graph(report: Any, view: View) -> list[Any]:
             key = f"{layer.weight_bits}-bit {layer.weight_dtype}"
             by_bits[key] = by_bits.get(key, 0) + 1
     summary = Block(view).pairs([
+        ("opset", str(report.opset)),
         ("compute layers", f"{s.compute_layers} ({s.weight_layers} with weights)"),
         ("weights quantized", f"{s.quantized_layers}" + (
             " (" + ", ".join(f"{k}: {n}" for k, n in sorted(by_bits.items())) + ")" if by_bits else "")),
@@ -649,5 +650,5 @@ def _compare_result(result: Any, view: View) -> Block:
     if below:
         headline = f"{len(below)} of {len(compared)} below the allowed {rule}: {', '.join(below)}"
     else:
-        headline = f"all {len(compared)} within the allowed {rule}"
+        headline = f"{len(compared)} of {len(compared)} within the allowed {rule}"
     return result_block(view, result.passed, headline, rows)
