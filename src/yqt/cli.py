@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # rich and the records stay unimported until a command runs
     from yqt.ui import Output
 
 
-
 # typer 0.29 vendors click privately, so click's classes are reached through typer's own exceptions.
 _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
@@ -47,8 +46,6 @@ class _Command(TyperCommand):
 
 
 class _Group(TyperGroup):
-    command_class = _Command
-
     def format_help(self, ctx: Any, formatter: Any) -> None:
         _plain_metavars(self, ctx)
         super().format_help(ctx, formatter)
@@ -535,6 +532,12 @@ def _fail(message: str, hint: str | None, exit_code: int, label: str = "error") 
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         sys.stdout.flush()
     sys.stderr.write(f"yqt: {label}: {_error_line(message, hint)}\n")
+    if label == "interrupted":
+        # Ctrl-C means now: do not wait at exit for worker threads of the work cut short (eval's COCO
+        # matcher), whose late prints would land after the line above. Everything yqt wrote is closed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)
     sys.exit(exit_code)
 
 

@@ -17,16 +17,16 @@ from yqt import schema
 from yqt.schema import SCHEMA_DIR
 
 SNAPSHOT = {
-    "compare-1.json": "",
-    "error-1.json": "",
-    "eval-1.json": "",
-    "export-1.json": "",
-    "graph-1.json": "",
-    "image-ids-1.json": "",
-    "quantize-1.json": "",
-    "run-1.json": "",
-    "smoke-1.json": "",
-    "step-config-1.json": "",
+    "compare-1.json": "231e58dc8fa35ee92e4779689c8f9ac717bd40c98fc61930c502a521d576f9b0",
+    "error-1.json": "18665d15fe167b52ff23b0cfb6382377a1d9bc406e3572d0fb364a60ecd7b0e9",
+    "eval-1.json": "b72bd9bd1b0191971b2a9171270a186963d4e21e2746a866d7225db1ece9aa26",
+    "export-1.json": "51b4fed32c54f92ebb7ce4e35f04a6680fd1bb90f70f903930f9087dfcf20259",
+    "graph-1.json": "6bd56d6ec3feaf0f1294e48422843d03dfb50e5819630af1b845f4a290cdff2c",
+    "image-ids-1.json": "80f2f9d1541c6afb79901344b71aeeecea22c32e6de7ffc989fc21f80de4e7b8",
+    "quantize-1.json": "a8db052580aaf90a201f5e3f9932e0dff907b56e6b7a0fbf4df0064163963ee2",
+    "run-1.json": "87a8d074939bb05868cf7180dd1ab7af6c93a6c650de1adf8c9c4059b78b7e89",
+    "smoke-1.json": "1b6b2cbf3424849d904f01264fc2f295a0cbf63ff7da66639afc67d8d2bb1a68",
+    "step-config-1.json": "a7cb9314db778573fd1211b0ba8014b3203df230a0cd7906754c4ea1ec532811",
 }
 
 
