@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from yqt.errors import YqtError
-from yqt.records import CompareConfig, CompareResult, CompareRow, MetricDelta, points
+from yqt.records import CompareConfig, CompareResult, CompareRow, MetricDelta, points, signed
 from yqt.runs import (
     MANIFEST_NAME,
     Run,
@@ -424,27 +424,22 @@ def _row(
     return replace(row, verdict=verdict(row, max_drop_pt))
 
 
-def _signed(x: float, digits: int = 2) -> str:
-    """``+0.76`` / ``−0.67``: a true minus sign, so a negative delta never reads as a dash."""
-    return f"{x:+.{digits}f}".replace("-", "−")
-
-
 def verdict(row: CompareRow, max_drop_pt: float | None) -> str:
     """One sentence with the rule and the outcome, e.g. ``FAIL: ΔmAP50-95 −0.67 pt is below the −0.50 pt
     allowed (--max-drop 0.5). The 95% CI [−2.4, +0.2] includes 0, so the drop may be noise; ...``."""
     if row.is_baseline:
         return "baseline"
     d = row.metrics[MAX_DROP_METRIC]
-    head = f"ΔmAP50-95 {_signed(d.delta_pt)} pt"
+    head = f"ΔmAP50-95 {signed(d.delta_pt)} pt"
     if max_drop_pt is None:
         head += " (not judged: no --max-drop)."
     else:
-        allowed = f"the {_signed(-max_drop_pt)} pt allowed (--max-drop {max_drop_pt:g})"
+        allowed = f"the {signed(-max_drop_pt)} pt allowed (--max-drop {max_drop_pt:g})"
         head = f"PASS: {head} is within {allowed}." if row.within_max_drop else f"FAIL: {head} is below {allowed}."
     if d.ci95_pt is None:
         tail = " No CI (bootstrap off, or another image set), so noise cannot be ruled out."
     else:
-        ci = f"[{_signed(d.ci95_pt[0], 1)}, {_signed(d.ci95_pt[1], 1)}]"
+        ci = f"[{signed(d.ci95_pt[0], 1)}, {signed(d.ci95_pt[1], 1)}]"
         change = "drop" if d.delta_pt < 0 else "gain" if d.delta_pt > 0 else "difference"
         if d.ci_excludes_zero:
             tail = f" The 95% CI {ci} excludes 0, so the {change} is not noise."
@@ -496,10 +491,6 @@ def _timestamp(text: Any) -> Any:
         return None
 
 
-def _pt(x: float) -> str:
-    return f"{x:+.2f}"
-
-
 def to_markdown(result: CompareResult) -> str:
     head = ["run", "mode", "providers", *TABLE_METRICS, "latency ms"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -509,8 +500,8 @@ def to_markdown(result: CompareResult) -> str:
             md = r.metrics[m]
             cell = f"{md.value:.4f}"
             if not r.is_baseline:
-                cell += f" ({_pt(md.delta_pt)} pt"
-                cell += f", CI [{_pt(md.ci95_pt[0])}, {_pt(md.ci95_pt[1])}])" if md.ci95_pt else ")"
+                cell += f" ({signed(md.delta_pt)} pt"
+                cell += f", CI [{signed(md.ci95_pt[0])}, {signed(md.ci95_pt[1])}])" if md.ci95_pt else ")"
             cells.append(cell)
         cells.append(f"{r.latency_median_ms:.1f}")
         lines.append("| " + " | ".join(cells) + " |")

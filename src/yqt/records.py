@@ -52,6 +52,11 @@ def points(fraction_delta: float) -> float:
     return fraction_delta * 100.0
 
 
+def signed(x: float, digits: int = 2) -> str:
+    """``+0.76`` / ``−0.67`` for people: a true minus sign, so a negative delta never reads as a dash."""
+    return f"{x:+.{digits}f}".replace("-", "\u2212")
+
+
 # --------------------------------------------------------------------------------------------- common
 
 

@@ -39,6 +39,7 @@ from yqt.records import (
     QuantizeResult,
     SmokeResult,
     document,
+    signed,
     to_jsonable,
 )
 
@@ -70,9 +71,6 @@ class Output:
     def warn_all(self, messages: Sequence[str]) -> None:
         for message in messages:
             self.warn(message)
-
-    def note(self, message: str) -> None:
-        self.err.print(message)
 
     def failure(self, message: str) -> None:
         self.err.print(f"[bold red]FAILED:[/] {message}")
@@ -574,14 +572,10 @@ def _delta_cell(md: Any) -> str:
     """The value (a fraction), then Δ and its CI in points, one per line so the column stays narrow."""
     text = f"{md.value:.4f}"
     colour = "green" if md.delta_pt > 0 else "red" if md.delta_pt < 0 else "white"
-    text += f"\n[{colour}]{_signed(md.delta_pt)} pt[/]"
+    text += f"\n[{colour}]{signed(md.delta_pt)} pt[/]"
     if md.ci95_pt is not None:
-        text += f"\n[dim]\\[{_signed(md.ci95_pt[0], 1)}, {_signed(md.ci95_pt[1], 1)}][/]"
+        text += f"\n[dim]\\[{signed(md.ci95_pt[0], 1)}, {signed(md.ci95_pt[1], 1)}][/]"
     return text
-
-
-def _signed(x: float, digits: int = 2) -> str:
-    return f"{x:+.{digits}f}".replace("-", "\u2212")
 
 
 def _compare_table(result: Any, columns: Sequence[str]) -> Table:
@@ -645,7 +639,7 @@ def _compare_result(result: Any, view: View) -> Block:
     if result.max_drop_pt is None:
         headline = f"{len(compared)} evaluation(s) against {result.baseline}; nothing judged (no --max-drop)"
         return result_block(view, None, headline, rows)
-    rule = f"ΔmAP50-95 ≥ {_signed(-result.max_drop_pt)} pt (--max-drop {result.max_drop_pt:g})"
+    rule = f"ΔmAP50-95 ≥ {signed(-result.max_drop_pt)} pt (--max-drop {result.max_drop_pt:g})"
     below = [r.label for r in compared if r.within_max_drop is False]
     if below:
         headline = f"{len(below)} of {len(compared)} below the allowed {rule}: {', '.join(below)}"
