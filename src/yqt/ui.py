@@ -354,9 +354,11 @@ def _bits_label(d: Any) -> str:
     return "float" if d.bits is None else f"int{d.bits}"
 
 
-def layer_groups(result: QuantizeResult) -> list[str]:
+def layer_groups(result: QuantizeResult, most: int = 8) -> list[str]:
     """One line per (bits, reason) group, largest first. The mode's own group is a count; every other
-    group is an exception and names its layers, e.g. ``1 kept float: model.23.dfl.conv (DFL ...)``."""
+    group is an exception and names its layers, e.g. ``1 kept float: model.23.dfl.conv (DFL ...)``.
+    Past ``most`` groups (say, one per layer when each reason carries its own score) the rest are
+    counted, and ``--verbose`` lists them."""
     groups: dict[tuple[str, str], list[Any]] = {}
     for d in result.layers:
         groups.setdefault((_bits_label(d), d.reason), []).append(d)
@@ -370,6 +372,9 @@ def layer_groups(result: QuantizeResult) -> list[str]:
         names = ", ".join(d.name for d in rows[:6]) + (f" and {len(rows) - 6} more" if len(rows) > 6 else "")
         what = "kept float" if bits == "float" else f"at {bits}"
         lines.append(f"{len(rows)} {what}: {names} ({reason})")
+    if len(lines) > most:
+        hidden = lines[most - 1 :]
+        lines = [*lines[: most - 1], f"and {len(hidden)} more groups of layers (--verbose lists every layer)"]
     return lines
 
 
