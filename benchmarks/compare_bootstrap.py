@@ -48,7 +48,7 @@ def main() -> None:
     print(f"compare with 1000 resamples x 100 images: {elapsed:.2f} s (target <= 10 s)")
     print(f"one pycocotools evaluate+accumulate: {one_full:.2f} s -> naive 1000 x 2 runs ~ {2000 * one_full:.0f} s")
     print(f"speed-up vs naive: {2000 * one_full / elapsed:.0f}x")
-    print(f"dMAP50-95 {d.delta * 100:+.2f} pt, 95% CI [{d.ci95[0] * 100:+.2f}, {d.ci95[1] * 100:+.2f}]")
+    print(f"dMAP50-95 {d.delta_pt:+.2f} pt, 95% CI [{d.ci95_pt[0]:+.2f}, {d.ci95_pt[1]:+.2f}]")
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ def main(coco_root: Path) -> None:
     for model in models:
         result = evaluate(EvalConfig(onnx=model, coco_root=coco_root, max_images=100), run)
         print(f"{result.name}: mAP50-95 {result.metrics.mAP_50_95:.4f} on {result.providers_used[0]}")
-    report = compare(CompareConfig(inputs=(str(run.root),), max_drop=0.5))
+    report = compare(CompareConfig(inputs=(str(run.root),), max_drop_pt=0.5))
     for row in report.rows[1:]:
         d = row.metrics["mAP_50_95"]
-        print(f"{row.label}: {d.delta * 100:+.2f} pt, 95% CI [{d.ci95[0] * 100:+.2f}, {d.ci95[1] * 100:+.2f}]")
+        print(f"{row.label}: {d.delta_pt:+.2f} pt, 95% CI [{d.ci95_pt[0]:+.2f}, {d.ci95_pt[1]:+.2f}]")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,7 +24,10 @@ class CliResult:
 
 
 def run_yqt(*args: str, runs_dir: Path, cwd: Path | None = None, timeout: float = 600) -> CliResult:
-    """Run the real ``yqt`` entry point in a subprocess, as a user would."""
+    """Run the real ``yqt`` entry point in a subprocess, as a user would.
+
+    With ``--json``, whatever it prints on stdout (result or error) must be one document valid against
+    the schema it names."""
     env = {**os.environ, "YQT_RUNS_DIR": str(runs_dir), "PYTHONWARNINGS": "ignore"}
     env.pop("YQT_DEBUG", None)
     proc = subprocess.run(
@@ -34,7 +38,64 @@ def run_yqt(*args: str, runs_dir: Path, cwd: Path | None = None, timeout: float 
         cwd=cwd or runs_dir.parent,
         timeout=timeout,
     )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    result = CliResult(proc.returncode, proc.stdout, proc.stderr)
+    if "--json" in args and "--help" not in args:
+        assert_valid_json_output(result)
+    return result
+
+
+def assert_valid_json_output(result: CliResult) -> dict:
+    """stdout holds exactly one JSON document, valid against its published schema; an error is the
+    ``yqt/error/1`` document with the process's own exit code."""
+    from yqt.schema import validate
+
+    assert result.stdout.strip(), f"--json printed nothing on stdout (exit {result.returncode}):\n{result.stderr}"
+    doc = json.loads(result.stdout)
+    validate(doc)
+    if result.returncode not in (0, 1):
+        assert doc["schema"] == "yqt/error/1" and doc["exit_code"] == result.returncode, doc
+    return doc
+
+
+# Run files the walk does not validate: COCO's own results format (hidden files are mid-write temps).
+_NOT_YQT_DOCUMENTS = ("detections.json",)
+
+
+def yqt_run_files(root: Path) -> list[Path]:
+    """Every JSON file yqt wrote in the run folders under ``root``."""
+    files = []
+    for manifest in root.rglob("run.json"):
+        for path in manifest.parent.rglob("*.json"):
+            if path.name not in _NOT_YQT_DOCUMENTS and not path.name.startswith("."):
+                files.append(path)
+    return sorted(set(files))
+
+
+def invalid_run_files(root: Path) -> list[str]:
+    from yqt.schema import validate
+
+    problems = []
+    for path in yqt_run_files(root):
+        try:
+            validate(json.loads(path.read_text()))
+        except Exception as exc:  # any failure is a finding: name the file and the reason
+            problems.append(f"{path.relative_to(root)}: {str(exc).splitlines()[0]}")
+    return problems
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_run_file_matches_its_schema(tmp_path_factory: pytest.TempPathFactory):
+    """After the whole session: every JSON file in every run folder the tests made is valid against
+    the schema it names (run.json, configs, results, metrics.json, image_ids.json, compare results)."""
+    yield
+    root = tmp_path_factory.getbasetemp()
+    problems = invalid_run_files(root)
+    assert not problems, "run files that do not match their schema:\n" + "\n".join(problems)
+
+
+def empty_manifest(run_id: str) -> str:
+    """A run.json as yqt writes it for a run with no steps yet."""
+    return json.dumps({"schema": "yqt/run/1", "run_id": run_id, "created": None, "steps": []})
 
 
 def assert_one_line_error(result: CliResult, *fragments: str) -> str:

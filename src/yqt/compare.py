@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from yqt.errors import YqtError
-from yqt.records import CompareConfig, CompareResult, CompareRow, MetricDelta
+from yqt.records import CompareConfig, CompareResult, CompareRow, MetricDelta, points, signed
 from yqt.runs import (
     MANIFEST_NAME,
     Run,
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 TABLE_METRICS = ("mAP_50_95", "mAP_50", "mAP_75", "mAP_small", "mAP_medium", "mAP_large")
 CI_METRICS = ("mAP_50_95", "mAP_50")
+MAX_DROP_METRIC = "mAP_50_95"  # what --max-drop judges
 _REQUIRED_KEYS = ("name", "metrics", "image_ids", "image_ids_sha256", "onnx_sha256", "providers_used")
 
 
@@ -353,11 +354,12 @@ def compare(cfg: CompareConfig) -> CompareResult:
         )
     ordered = [baseline] + [e for e in evals if e is not baseline]
     cis = _confidence_intervals(ordered, cfg) if cfg.bootstrap > 0 else {}
-    rows = tuple(_row(e, baseline, cis.get(e.label), cfg.max_drop) for e in ordered)
+    rows = tuple(_row(e, baseline, cis.get(e.label), cfg.max_drop_pt) for e in ordered)
     passed = all(r.within_max_drop is not False for r in rows)
     result = CompareResult(
-        baseline=baseline.label, rows=rows, bootstrap=cfg.bootstrap, seed=cfg.seed, max_drop=cfg.max_drop,
-        passed=passed, warnings=tuple(warnings), plot=cfg.plot, markdown=cfg.markdown, left_out=tuple(left_out),
+        baseline=baseline.label, rows=rows, bootstrap=cfg.bootstrap, seed=cfg.seed, max_drop_pt=cfg.max_drop_pt,
+        max_drop_metric=MAX_DROP_METRIC, passed=passed, warnings=tuple(warnings), plot=cfg.plot,
+        markdown=cfg.markdown, left_out=tuple(left_out),
     )  # fmt: skip
     if cfg.markdown is not None:
         atomic_write_text(cfg.markdown, to_markdown(result))
@@ -402,28 +404,99 @@ def _confidence_intervals(ordered: list[Evaluation], cfg: CompareConfig) -> dict
 
 
 def _row(
-    ev: Evaluation, baseline: Evaluation, ci: dict[str, tuple[float, float]] | None, max_drop: float | None
+    ev: Evaluation, baseline: Evaluation, ci: dict[str, tuple[float, float]] | None, max_drop_pt: float | None
 ) -> CompareRow:
+    is_baseline = ev is baseline
     metrics = {}
     for m in TABLE_METRICS:
         value, base = float(ev.doc["metrics"][m]), float(baseline.doc["metrics"][m])
-        metrics[m] = MetricDelta(value=value, baseline=base, delta=value - base, ci95=(ci or {}).get(m))
+        # The baseline against itself has no interval worth showing: null, like a metric without a CI.
+        ci_pt = None if is_baseline or ci is None or m not in ci else (points(ci[m][0]), points(ci[m][1]))
+        excludes = None if ci_pt is None else bool(ci_pt[0] > 0 or ci_pt[1] < 0)
+        metrics[m] = MetricDelta(
+            value=value, baseline=base, delta_pt=points(value - base), ci95_pt=ci_pt, ci_excludes_zero=excludes
+        )
+    # The CI check a script writes from the schema: fail when delta_pt < -max_drop_pt.
+    within = None if max_drop_pt is None else not metrics[MAX_DROP_METRIC].delta_pt < -max_drop_pt
+    stale_reason = later_failed_eval(ev)
     latency = (ev.doc.get("latency") or {}).get("median_ms", float("nan"))
-    main_ci = (ci or {}).get("mAP_50_95")
-    excludes_zero = None if main_ci is None or ev is baseline else bool(main_ci[0] > 0 or main_ci[1] < 0)
-    within = None if max_drop is None else metrics["mAP_50_95"].delta >= -max_drop / 100.0
-    return CompareRow(
+    row = CompareRow(
         label=ev.label, run_id=ev.run_id, name=ev.name, mode=ev.mode,
         providers_used=tuple(ev.doc["providers_used"]), onnx_sha256=ev.doc["onnx_sha256"],
         onnx_size_bytes=int(ev.doc.get("onnx_size_bytes") or 0), latency_median_ms=float(latency),
         num_images=int(ev.doc.get("num_images", len(ev.doc["image_ids"]))),
-        image_ids_sha256=ev.doc["image_ids_sha256"], metrics_path=ev.path, is_baseline=ev is baseline,
-        metrics=metrics, ci_excludes_zero=excludes_zero, within_max_drop=within, model=ev.model,
+        image_ids_sha256=ev.doc["image_ids_sha256"], metrics_path=ev.path, is_baseline=is_baseline,
+        metrics=metrics, within_max_drop=within, stale=stale_reason is not None, stale_reason=stale_reason,
+        model=ev.model,
     )  # fmt: skip
+    return replace(row, verdict=verdict(row, max_drop_pt))
 
 
-def _pt(x: float) -> str:
-    return f"{x * 100:+.2f}"
+def verdict(row: CompareRow, max_drop_pt: float | None) -> str:
+    """One sentence with the rule and the outcome, e.g. ``FAIL: ΔmAP50-95 −0.67 pt is below the −0.50 pt
+    allowed (--max-drop 0.5). The 95% CI [−2.4, +0.2] includes 0, so the drop may be noise; ...``."""
+    if row.is_baseline:
+        return "baseline"
+    d = row.metrics[MAX_DROP_METRIC]
+    head = f"ΔmAP50-95 {signed(d.delta_pt)} pt"
+    if max_drop_pt is None:
+        head += " (not judged: no --max-drop)."
+    else:
+        allowed = f"the {signed(-max_drop_pt)} pt allowed (--max-drop {max_drop_pt:g})"
+        head = f"PASS: {head} is within {allowed}." if row.within_max_drop else f"FAIL: {head} is below {allowed}."
+    if d.ci95_pt is None:
+        tail = " No CI (bootstrap off, or another image set), so noise cannot be ruled out."
+    else:
+        ci = f"[{signed(d.ci95_pt[0], 1)}, {signed(d.ci95_pt[1], 1)}]"
+        change = "drop" if d.delta_pt < 0 else "gain" if d.delta_pt > 0 else "difference"
+        if d.ci_excludes_zero:
+            tail = f" The 95% CI {ci} excludes 0, so the {change} is not noise."
+        else:
+            tail = f" The 95% CI {ci} includes 0, so the {change} may be noise; score more images to tell."
+    stale = f" STALE: {row.stale_reason}." if row.stale_reason else ""
+    return head + tail + stale
+
+
+def later_failed_eval(ev: Evaluation) -> str | None:
+    """Why this evaluation may be out of date: a later eval step of the same model in its run failed,
+    was interrupted, or never finished. ``None`` when the evaluation is the latest word."""
+    run_dir = ev.path.parent.parent
+    if ev.run_id is None or not (run_dir / MANIFEST_NAME).is_file():
+        return None
+    created = _timestamp(ev.doc.get("created"))
+    try:
+        steps = read_json(run_dir / MANIFEST_NAME, "run manifest").get("steps", [])
+    except YqtError:
+        return None  # compare judges metrics; a damaged manifest is reported by the command that uses it
+    for step in reversed(steps):
+        if step.get("status") == "ok" or not _same_model_eval(step, ev):
+            continue
+        started = _timestamp(step.get("started"))
+        if created is not None and started is not None and started < created:
+            continue
+        what = "was interrupted" if step.get("error") == "interrupted" else (
+            "failed" if step.get("status") == "failed" else "never finished (still running, or killed)"
+        )  # fmt: skip
+        return f"a later eval of this model {what} ({step.get('started')}); rerun yqt eval"
+    return None
+
+
+def _same_model_eval(step: dict[str, Any], ev: Evaluation) -> bool:
+    if not str(step.get("name", "")).startswith("eval-"):
+        return False
+    if step["name"] == f"eval-{ev.name}":
+        return True
+    onnx, recorded = (step.get("config") or {}).get("onnx"), ev.doc.get("onnx_path")
+    return bool(onnx and recorded) and Path(onnx).resolve() == Path(recorded).resolve()
+
+
+def _timestamp(text: Any) -> Any:
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def to_markdown(result: CompareResult) -> str:
@@ -440,16 +513,17 @@ def to_markdown(result: CompareResult) -> str:
             md = r.metrics[m]
             cell = f"{md.value:.4f}"
             if not r.is_baseline:
-                cell += f" ({_pt(md.delta)} pt"
-                cell += f", CI [{_pt(md.ci95[0])}, {_pt(md.ci95[1])}])" if md.ci95 else ")"
+                cell += f" ({signed(md.delta_pt)} pt"
+                cell += f", CI [{signed(md.ci95_pt[0])}, {signed(md.ci95_pt[1])}])" if md.ci95_pt else ")"
             cells.append(cell)
         cells.append(f"{r.latency_median_ms:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     note = (
-        f"Deltas in mAP points vs baseline {result.baseline}; 95% paired bootstrap CI over images, "
-        f"{result.bootstrap} resamples, seed {result.seed}."
+        f"mAP values are fractions; deltas in mAP points vs baseline {result.baseline}; 95% paired bootstrap CI "
+        f"over images, {result.bootstrap} resamples, seed {result.seed}."
     )
-    return "\n".join([*lines, "", note, ""])
+    verdicts = [f"- {r.label}: {r.verdict}" for r in result.rows if not r.is_baseline]
+    return "\n".join([*lines, "", note, "", *verdicts, ""])
 
 
 def write_plot(result: CompareResult, path: Path) -> None:
@@ -462,13 +536,13 @@ def write_plot(result: CompareResult, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(rows) + 2), 3.5))
     x = np.arange(len(rows))
     for offset, metric in ((-0.18, "mAP_50_95"), (0.18, "mAP_50")):
-        deltas = np.array([r.metrics[metric].delta * 100 for r in rows])
-        lo = np.array([(r.metrics[metric].ci95 or (r.metrics[metric].delta,) * 2)[0] * 100 for r in rows])
-        hi = np.array([(r.metrics[metric].ci95 or (r.metrics[metric].delta,) * 2)[1] * 100 for r in rows])
+        deltas = np.array([r.metrics[metric].delta_pt for r in rows])
+        lo = np.array([(r.metrics[metric].ci95_pt or (r.metrics[metric].delta_pt,) * 2)[0] for r in rows])
+        hi = np.array([(r.metrics[metric].ci95_pt or (r.metrics[metric].delta_pt,) * 2)[1] for r in rows])
         ax.bar(x + offset, deltas, width=0.34, label=f"Δ{metric}", yerr=[deltas - lo, hi - deltas], capsize=4)
     ax.axhline(0, color="black", linewidth=0.8)
-    if result.max_drop is not None:
-        ax.axhline(-result.max_drop, color="red", linestyle="--", linewidth=0.8, label=f"-{result.max_drop} pt")
+    if result.max_drop_pt is not None:
+        ax.axhline(-result.max_drop_pt, color="red", linestyle="--", linewidth=0.8, label=f"-{result.max_drop_pt} pt")
     ax.set_xticks(x, [r.label for r in rows], rotation=15, ha="right")
     ax.set_ylabel("Δ vs baseline (mAP points)")
     ax.set_title(f"vs {result.baseline} (95% bootstrap CI)")

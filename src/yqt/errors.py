@@ -6,6 +6,8 @@ other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class YqtError(Exception):
     """A problem the user can fix: bad input, a missing file, an unavailable device."""
@@ -22,4 +24,8 @@ class YqtError(Exception):
 
 class Interrupted(BaseException):
     """Ctrl-C in the CLI. Not a KeyboardInterrupt: click would turn that into "Aborted!" and exit 1
-    before yqt could say what was left; run steps record it as ``failed: interrupted`` either way."""
+    before yqt could say what was left; run steps record it as ``failed: interrupted`` either way,
+    and name themselves here (``step``, ``run_root``) on the way out."""
+
+    step: str | None = None
+    run_root: Path | None = None

@@ -33,6 +33,7 @@ from yqt.data import (
     unletterbox_xyxy,
 )
 from yqt.errors import YqtError
+from yqt.filetypes import require_onnx_file
 from yqt.records import CocoMetrics, ContractCheck, EvalConfig, EvalResult, EvalTiming, LatencyStats, NmsSettings
 from yqt.runs import (
     Run,
@@ -45,7 +46,15 @@ from yqt.runs import (
     record_artifact,
     sha256_file,
 )
-from yqt.runtime import class_names_from_session, image_rows, input_spec, open_session, require_contract
+from yqt.runtime import (
+    class_names_from_session,
+    decoded_metadata,
+    image_rows,
+    input_spec,
+    open_session,
+    require_contract,
+)
+from yqt.schema import IMAGE_IDS
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +62,7 @@ ProgressFn = Callable[[int, int], None]
 
 
 def validate_eval_config(cfg: EvalConfig) -> None:
-    if not Path(cfg.onnx).is_file():
-        raise YqtError(
-            f"ONNX model not found: {cfg.onnx}", "pass the path of an .onnx file, e.g. runs/<id>/onnx/*.onnx"
-        )
+    require_onnx_file(Path(cfg.onnx))  # a missing or non-ONNX file is named before any COCO data is read
     if not 0.0 <= cfg.conf < 1.0:
         raise YqtError(f"--conf must be in [0, 1), got {cfg.conf}", "use the COCO default --conf 0.001")
     if not 1 <= cfg.max_det <= 300:
@@ -302,7 +308,8 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             detections_sha256 = hashlib.sha256(payload).hexdigest()
             atomic_write_bytes(folder / "detections.json", payload)
             atomic_write_json(
-                folder / "image_ids.json", {"image_ids": selection.ids, "sha256": ids_sha256(selection.ids)}
+                folder / "image_ids.json",
+                {"schema": IMAGE_IDS, "image_ids": selection.ids, "sha256": ids_sha256(selection.ids)},
             )
         result = EvalResult(
             name=name,
@@ -314,7 +321,7 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             onnx_path=Path(cfg.onnx).resolve(),
             onnx_sha256=sha256_file(Path(cfg.onnx)),
             onnx_size_bytes=Path(cfg.onnx).stat().st_size,
-            model=dict(session.get_modelmeta().custom_metadata_map),
+            model=decoded_metadata(session.get_modelmeta().custom_metadata_map),
             providers_requested=providers.requested,
             providers_used=providers.used,
             provider_notes=providers.notes,

@@ -244,7 +244,7 @@ def verify_against_torch(module: Any, onnx_path: Path, image: Path, imgsz: int, 
         max_abs_diff_confident=conf_diff,
         tolerance=tol,
         confident_rows=int(confident.sum()),
-        ok=conf_diff <= tol,
+        passed=conf_diff <= tol,
     )
 
 
@@ -281,7 +281,7 @@ def export_with_fallback(
             example = torch.zeros(1, 3, imgsz, imgsz, device=cand.device, dtype=dtype)
             export_fn(moved, example, path)
             verification = verify_against_torch(moved, path, verify_image, imgsz, cand)
-            if not verification.ok:
+            if not verification.passed:
                 raise RuntimeError(
                     f"ONNX output differs from PyTorch by {verification.max_abs_diff_confident:.4g} "
                     f"(tolerance {verification.tolerance:g})"

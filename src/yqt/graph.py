@@ -12,9 +12,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from yqt.errors import YqtError
+from yqt.filetypes import require_onnx_file
 from yqt.models import contract_of_outputs, model_label
 from yqt.records import ContractCheck
 
@@ -70,6 +71,10 @@ class LayerDiff:
 
 @dataclass(frozen=True)
 class GraphReport:
+    """The census of one ONNX file (``inspect-graph``)."""
+
+    SCHEMA: ClassVar[str] = "yqt/graph/1"
+
     path: Path
     sha256: str
     size_bytes: int
@@ -139,8 +144,7 @@ def load_onnx(path: Path) -> Any:
     import onnx
 
     path = Path(path)
-    if not path.is_file():
-        raise YqtError(f"ONNX model not found: {path}", "pass the path of an .onnx file")
+    require_onnx_file(path)
     try:
         model = onnx.load(str(path))
     except Exception as exc:

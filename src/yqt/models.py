@@ -243,16 +243,16 @@ def check_output_shape(shape: tuple[Any, ...]) -> ContractCheck:
     dims = _dims(shape)
     if len(shape) == 3 and shape[2] == OUTPUT_COLUMNS:
         detail = f"end-to-end output {dims} = x1,y1,x2,y2,score,class"
-        return ContractCheck(ok=True, output_shape=shape, detail=detail, kind=END2END)
+        return ContractCheck(passed=True, output_shape=shape, detail=detail, kind=END2END)
     rows = shape[1] if len(shape) == 3 else None
     anchors = shape[2] if len(shape) == 3 else None
     # A transposed raw output ([B,A,4+nc]) has fewer "anchors" than rows; it is not understood.
     if isinstance(rows, int) and rows > BOX_ROWS and not (isinstance(anchors, int) and anchors < rows):
         nc = rows - BOX_ROWS
         detail = f"raw output {dims} = cx,cy,w,h + {nc} class scores per anchor; yqt decodes it and runs NMS"
-        return ContractCheck(ok=True, output_shape=shape, detail=detail, kind=RAW, num_classes=nc)
+        return ContractCheck(passed=True, output_shape=shape, detail=detail, kind=RAW, num_classes=nc)
     return ContractCheck(
-        ok=False,
+        passed=False,
         output_shape=shape,
         detail=f"output shape {list(shape)} is neither {UNDERSTOOD[0]} nor {UNDERSTOOD[1]} output",
     )
@@ -304,7 +304,7 @@ def load_detector(
     woken = wake_random_init(model, imgsz) if spec.is_config else ""
     model = prepare_for_export(model, head_type)
     contract = check_module_contract(model, imgsz)
-    if not contract.ok:
+    if not contract.passed:
         raise YqtError(f"{spec.source}: {contract.detail}", "pass a YOLO detection checkpoint")
     arch = Path(str(getattr(model, "yaml", {}).get("yaml_file", spec.stem))).stem
     info = ModelInfo(

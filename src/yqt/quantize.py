@@ -382,7 +382,9 @@ def quantize(
             opt_tmp, mode, decisions, store, act_report, f"{name}-opt.onnx ({Simplifier(cfg.simplifier).value})"
         )
         timings["gate_s"] = time.perf_counter() - t
-        failures += [f"gate ({g.target}): {c.name}: {c.detail}" for g in (gate, gate_opt) for c in g.checks if not c.ok]
+        failures += [
+            f"gate ({g.target}): {c.name}: {c.detail}" for g in (gate, gate_opt) for c in g.checks if not c.passed
+        ]
         parity_report = None
         if not failures:
             t = time.perf_counter()
@@ -428,7 +430,7 @@ def quantize(
                 passed=not failures, failures=failures, quantized_layers=sum(d.quantized for d in decisions),
                 float_layers=sum(not d.quantized for d in decisions),
                 mean_weight_bits=mean_bits, device=outcome.choice.device,
-                precision=outcome.choice.precision, gate={c.name: c.ok for c in gate.checks},
+                precision=outcome.choice.precision, gate={c.name: c.passed for c in gate.checks},
                 parity=None if parity_report is None else parity_report.matched_fraction,
                 calibration_sha256=None if calib is None else calib.sha256,
                 int8_convs_fused=None if act_report is None else act_report.int8_convs_fused,

@@ -2,7 +2,12 @@
 
 Records hold plain values only (str, numbers, bool, Path, tuples, nested records), so one helper,
 :func:`to_jsonable`, turns any of them into the JSON written to the run root and printed by
-``--json``. The two can therefore never drift apart. This module imports neither torch nor rich.
+``--json``. The two can therefore never drift apart. A record that is a whole document (a command's
+result) names its JSON schema in ``SCHEMA`` (``yqt/<kind>/<version>``), and :func:`document` stamps
+it first; the schema files live in ``yqt/schemas/``. This module imports neither torch nor rich.
+
+Units: mAP values are fractions in [0, 1], as pycocotools gives them. Differences of mAP are in
+points (1 pt = 0.01 mAP) and their keys end in ``_pt``.
 """
 
 from __future__ import annotations
@@ -10,11 +15,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import os
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 
 def to_jsonable(value: Any) -> Any:
@@ -24,7 +30,7 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Path):
-        return str(value)
+        return os.path.abspath(value)  # absolute in JSON: a document read elsewhere still finds its files
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -34,6 +40,21 @@ def to_jsonable(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return value.item()
     return value
+
+
+def document(record: Any) -> dict[str, Any]:
+    """A whole JSON document: ``{"schema": "yqt/<kind>/<version>", ...the record's fields}``."""
+    return {"schema": record.SCHEMA, **to_jsonable(record)}
+
+
+def points(fraction_delta: float) -> float:
+    """A difference of two mAP fractions in mAP points (1 pt = 0.01 mAP), the one unit for deltas."""
+    return fraction_delta * 100.0
+
+
+def signed(x: float, digits: int = 2) -> str:
+    """``+0.76`` / ``−0.67`` for people: a true minus sign, so a negative delta never reads as a dash."""
+    return f"{x:+.{digits}f}".replace("-", "\u2212")
 
 
 # --------------------------------------------------------------------------------------------- common
@@ -102,7 +123,7 @@ class ContractCheck:
       it and runs NMS (:mod:`yqt.nms`), so everything after sees end2end rows.
     """
 
-    ok: bool
+    passed: bool
     output_shape: tuple[Any, ...]
     detail: str
     kind: str | None = None  # "end2end" | "raw"; None when the shape is neither
@@ -171,16 +192,22 @@ class ExportVerification:
     max_abs_diff_confident: float
     tolerance: float
     confident_rows: int
-    ok: bool
+    passed: bool
 
 
 @dataclass(frozen=True)
 class ExportResult:
+    SCHEMA: ClassVar[str] = "yqt/export/1"
+
     model: ModelInfo
     onnx: FileArtifact
     device_choice: DeviceChoice
     verification: ExportVerification
     contract: ContractCheck
+    passed: bool = field(init=False)  # the verification and the output contract both passed
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "passed", self.verification.passed and self.contract.passed)
 
 
 # --------------------------------------------------------------------------------------------- runtime
@@ -225,6 +252,8 @@ class Detection:
 
 @dataclass(frozen=True)
 class SmokeResult:
+    SCHEMA: ClassVar[str] = "yqt/smoke/1"
+
     onnx: FileArtifact
     image: Path
     imgsz: int
@@ -261,7 +290,8 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class CocoMetrics:
-    """The 12 COCOeval bbox stats, in pycocotools' order, under explicit names."""
+    """The 12 COCOeval bbox stats, in pycocotools' order, under explicit names. Fractions in [0, 1]
+    as pycocotools gives them (0.4459, not 44.59), or -1 where pycocotools has no ground truth."""
 
     mAP_50_95: float
     mAP_50: float
@@ -299,6 +329,8 @@ class EvalTiming:
 class EvalResult:
     """The metrics document: every number with what produced it."""
 
+    SCHEMA: ClassVar[str] = "yqt/eval/1"
+
     name: str
     metrics: CocoMetrics
     num_images: int
@@ -308,7 +340,22 @@ class EvalResult:
     onnx_path: Path
     onnx_sha256: str
     onnx_size_bytes: int
-    model: Mapping[str, str]
+    model: Mapping[str, Any] = field(
+        metadata={
+            "description": "the ONNX file's yqt.* metadata, decoded: numbers as numbers, lists and objects as JSON",
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "yqt.imgsz": {"type": "integer"},
+                    "yqt.names": {"type": "array", "items": {"type": "string"}},
+                    "yqt.pretrained": {"type": "boolean"},
+                    "yqt.mean_weight_bits": {"type": "number"},
+                    "yqt.calibration": {"type": "object"},
+                },
+                "additionalProperties": {"type": ["string", "number", "boolean", "array", "object"]},
+            },
+        }
+    )
     providers_requested: tuple[str, ...]
     providers_used: tuple[str, ...]
     provider_notes: tuple[str, ...]
@@ -432,7 +479,7 @@ class LayerDecision:
 @dataclass(frozen=True)
 class GateCheck:
     name: str
-    ok: bool
+    passed: bool
     detail: str
 
 
@@ -440,10 +487,10 @@ class GateCheck:
 class GateReport:
     target: str
     checks: tuple[GateCheck, ...]
+    passed: bool = field(init=False)  # every check passed
 
-    @property
-    def passed(self) -> bool:
-        return all(c.ok for c in self.checks)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "passed", all(c.passed for c in self.checks))
 
 
 @dataclass(frozen=True)
@@ -474,6 +521,8 @@ class SizeReport:
 
 @dataclass(frozen=True)
 class QuantizeResult:
+    SCHEMA: ClassVar[str] = "yqt/quantize/1"
+
     mode: str
     model: ModelInfo
     layers: tuple[LayerDecision, ...]
@@ -510,21 +559,28 @@ class CompareConfig:
     force: bool = False
     bootstrap: int = 1000
     seed: int = 0
-    max_drop: float | None = None  # in mAP points (0.5 = 0.005 mAP)
+    max_drop_pt: float | None = None  # in mAP points (0.5 = 0.005 mAP)
     plot: Path | None = None
     markdown: Path | None = None
 
 
 @dataclass(frozen=True)
 class MetricDelta:
+    """One metric of one evaluation against the baseline's: values are mAP fractions, the
+    difference and its paired-bootstrap 95% CI are in mAP points (null where there is none)."""
+
     value: float
     baseline: float
-    delta: float
-    ci95: tuple[float, float] | None = None
+    delta_pt: float
+    ci95_pt: tuple[float, float] | None = None
+    ci_excludes_zero: bool | None = None  # this metric's CI lies wholly above or below 0; null without a CI
 
 
 @dataclass(frozen=True)
 class CompareRow:
+    """One evaluation. ``within_max_drop`` judges ``metrics[max_drop_metric].delta_pt`` against
+    ``-max_drop_pt``; ``stale`` says a later eval step of the same model failed or was interrupted."""
+
     label: str
     run_id: str | None
     name: str
@@ -532,24 +588,29 @@ class CompareRow:
     providers_used: tuple[str, ...]
     onnx_sha256: str
     onnx_size_bytes: int
-    latency_median_ms: float
+    latency_median_ms: float = field(metadata={"schema": {"type": ["number", "null"]}})  # null: not recorded
     num_images: int
     image_ids_sha256: str
     metrics_path: Path
     is_baseline: bool
     metrics: Mapping[str, MetricDelta]
-    ci_excludes_zero: bool | None = None
-    within_max_drop: bool | None = None
+    within_max_drop: bool | None = None  # null without --max-drop
+    verdict: str = ""  # the rule and the outcome in one sentence, as the table prints it
+    stale: bool = False
+    stale_reason: str | None = None
     model: str = ""  # architecture and head, e.g. "yolov10n, nms head"
 
 
 @dataclass(frozen=True)
 class CompareResult:
+    SCHEMA: ClassVar[str] = "yqt/compare/1"
+
     baseline: str
     rows: tuple[CompareRow, ...]
     bootstrap: int
     seed: int
-    max_drop: float | None
+    max_drop_pt: float | None
+    max_drop_metric: str
     passed: bool
     warnings: tuple[str, ...] = ()
     plot: Path | None = None
@@ -611,6 +672,8 @@ class RankingCheck:
 
 @dataclass(frozen=True)
 class SensitivityResult:
+    SCHEMA: ClassVar[str] = "yqt/sensitivity/1"
+
     model: ModelInfo
     bits: int
     act: bool

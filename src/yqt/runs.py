@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from yqt.errors import Interrupted, YqtError
-from yqt.records import FileArtifact, to_jsonable
+from yqt.records import FileArtifact, document, to_jsonable
+from yqt.schema import RUN_MANIFEST, STEP_CONFIG
 
 MANIFEST_NAME = "run.json"
 RUN_ID_FORMAT = "%Y-%m-%d_%H-%M-%S"
@@ -117,12 +118,15 @@ def atomic_write_text(target: Path, text: str) -> Path:
 def json_bytes(obj: Any, *, compact: bool = False) -> bytes:
     """Records (or any nesting of them) as indented JSON; ``compact`` takes plain JSON data as is.
 
+    A record that is a whole document (it has ``SCHEMA``) is written with its ``schema`` key first.
+
     ``compact`` is for bulk data such as detections: converting tens of thousands of plain dicts
     through :func:`to_jsonable` and indenting them costs more than a second per eval.
     """
     if compact:
         return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
-    return (json.dumps(to_jsonable(obj), indent=2) + "\n").encode()
+    data = document(obj) if hasattr(obj, "SCHEMA") else to_jsonable(obj)
+    return (json.dumps(data, indent=2) + "\n").encode()
 
 
 def atomic_write_json(target: Path, obj: Any, *, compact: bool = False) -> Path:
@@ -277,7 +281,7 @@ class Run:
 
     def manifest(self) -> dict[str, Any]:
         if not self.exists:
-            return {"run_id": self.run_id, "created": None, "steps": []}
+            return _new_manifest(self.run_id, None)
         return read_json(self.manifest_path, "run manifest")
 
     def _ensure(self) -> None:
@@ -294,7 +298,7 @@ class Run:
                 os.chmod(staging, 0o777 & ~_umask())
                 for sub in ("onnx", "logs", "configs"):
                     (staging / sub).mkdir()
-                atomic_write_json(staging / MANIFEST_NAME, {"run_id": self.run_id, "created": now_iso(), "steps": []})
+                atomic_write_json(staging / MANIFEST_NAME, _new_manifest(self.run_id, now_iso()))
                 os.rename(staging, self.root)
                 fsync_dir(parent)
                 break
@@ -318,6 +322,7 @@ class Run:
             steps = [s for s in manifest["steps"] if s.get("id") != record["id"]]
             steps.append(record)
             manifest["steps"] = steps
+            manifest.setdefault("schema", RUN_MANIFEST)  # runs made before the schema get it on their next step
             atomic_write_json(self.manifest_path, manifest)
 
     @contextlib.contextmanager
@@ -329,7 +334,7 @@ class Run:
         """
         self._ensure()
         config_json = to_jsonable(config)
-        atomic_write_json(self.config_path(name), config_json)
+        atomic_write_json(self.config_path(name), {"schema": STEP_CONFIG, "step": name, **config_json})
         started = now_iso()
         record: dict[str, Any] = {
             # Unique even for two runs of the same step within one second.
@@ -349,9 +354,11 @@ class Run:
             log.info("step %s started in run %s", name, self.run_id)
             try:
                 yield handle
-            except (KeyboardInterrupt, Interrupted):
+            except (KeyboardInterrupt, Interrupted) as exc:
                 log.error("step %s interrupted", name)
                 record.update(status="failed", error="interrupted")
+                if isinstance(exc, Interrupted):  # so the CLI can say what was left, and where
+                    exc.step, exc.run_root = name, self.root
                 raise
             except BaseException as exc:
                 log.error("step %s failed: %s", name, exc)
@@ -367,6 +374,10 @@ class Run:
             finally:
                 record.update(ended=now_iso(), artifacts=handle.artifacts, summary=to_jsonable(handle.summary))
                 self._save_step(record)
+
+
+def _new_manifest(run_id: str, created: str | None) -> dict[str, Any]:
+    return {"schema": RUN_MANIFEST, "run_id": run_id, "created": created, "steps": []}
 
 
 def maybe_step(run: Run | None, name: str, config: Any) -> contextlib.AbstractContextManager[StepHandle | None]:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from yqt.errors import YqtError
+from yqt.filetypes import require_onnx_file
 from yqt.records import (
     ContractCheck,
     Detection,
@@ -142,6 +144,7 @@ def open_session(
     ORT then folds each weight's DequantizeLinear into a float initializer at load, and the model
     runs at float speed instead of dequantizing every weight on every run.
     """
+    require_onnx_file(onnx_path)
     ort = _ort()
     requested, attempted, notes = resolve_providers(providers)
     options = ort.SessionOptions()
@@ -161,7 +164,7 @@ def open_session(
         if not gpu or "CPUExecutionProvider" not in attempted:
             raise YqtError(
                 f"ONNX Runtime cannot load {onnx_path}: {_ort_reason(exc)}",
-                "check that the file is a complete ONNX model (re-export it)",
+                "if it was cut short, export it again (yqt export / yqt quantize)",
             ) from None
         # The probe said CUDA loads, but this model does not build on it (an op, a dtype, memory).
         notes_list.append(f"{', '.join(gpu)} failed to build the session ({_ort_reason(exc)}); retried on CPU")
@@ -188,7 +191,7 @@ def session_contract(session: Any) -> ContractCheck:
 
 def require_contract(session: Any, onnx_path: Path) -> ContractCheck:
     contract = session_contract(session)
-    if not contract.ok:
+    if not contract.passed:
         raise YqtError(
             f"{onnx_path}: {contract.detail}",
             "export a YOLO detector with yqt export, or with Ultralytics' YOLO(...).export(format='onnx')",
@@ -216,6 +219,27 @@ def input_spec(session: Any) -> tuple[str, int, Any]:
     size = shape[-1] if isinstance(shape[-1], int) else 640
     dtype = np.float16 if "float16" in inp.type else np.float32
     return inp.name, int(size), dtype
+
+
+# ONNX metadata holds strings only; these yqt keys are decoded back to what they are for JSON documents.
+_METADATA_DECODERS: dict[str, Callable[[str], Any]] = {
+    "yqt.names": json.loads,
+    "yqt.calibration": json.loads,
+    "yqt.imgsz": int,
+    "yqt.mean_weight_bits": float,
+    "yqt.pretrained": lambda v: v == "true",
+}
+
+
+def decoded_metadata(meta: Mapping[str, str]) -> dict[str, Any]:
+    """The model's metadata with yqt's numbers as numbers and its lists as lists, not JSON in strings."""
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        try:
+            out[key] = _METADATA_DECODERS[key](value) if key in _METADATA_DECODERS else value
+        except ValueError:  # a hand-edited file: keep the text rather than fail an evaluation
+            out[key] = value
+    return out
 
 
 def class_names_from_session(session: Any) -> tuple[str, ...]:
@@ -248,10 +272,7 @@ def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
     from yqt.runs import atomic_write_json, file_artifact, maybe_step, record_artifact
 
     onnx_path = Path(cfg.onnx)
-    if not onnx_path.is_file():
-        raise YqtError(
-            f"ONNX model not found: {onnx_path}", "pass the path of an .onnx file, e.g. runs/<id>/onnx/*.onnx"
-        )
+    require_onnx_file(onnx_path)
     if cfg.runs < 1:
         raise YqtError(f"--iterations must be at least 1, got {cfg.runs}", "pass --iterations 10")
     image = Path(cfg.image) if cfg.image else default_smoke_image()

@@ -8,12 +8,17 @@ output is never polluted.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,6 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from yqt.records import (
     DeviceChoice,
@@ -32,13 +38,16 @@ from yqt.records import (
     ProviderReport,
     QuantizeResult,
     SmokeResult,
+    document,
+    signed,
     to_jsonable,
 )
 
 
 class Output:
-    def __init__(self, json_mode: bool = False) -> None:
+    def __init__(self, json_mode: bool = False, verbose: bool = False) -> None:
         self.json_mode = json_mode
+        self.verbose = verbose
         self.err = Console(stderr=True, highlight=False)
 
     @property
@@ -46,14 +55,15 @@ class Output:
         # Created per use so it follows sys.stdout (pytest and CliRunner swap it).
         return Console(file=sys.stdout, highlight=False, soft_wrap=False)
 
-    def result(self, record: Any, render: Callable[[Any], Sequence[Any]]) -> None:
+    def result(self, record: Any, render: Callable[[Any, View], Sequence[Any]]) -> None:
+        """The result on stdout: one JSON document naming its schema, or tables ending in the outcome."""
         if self.json_mode:
-            sys.stdout.write(json.dumps(to_jsonable(record), indent=2) + "\n")
+            sys.stdout.write(json.dumps(document(record), indent=2) + "\n")
             sys.stdout.flush()
             return
         console = self.out
-        for item in render(record):
-            console.print(item)
+        for item in render(record, View(width=console.width, verbose=self.verbose)):
+            console.print(item, soft_wrap=isinstance(item, Block))
 
     def warn(self, message: str) -> None:
         self.err.print(f"[yellow]warning:[/] {message}")
@@ -61,9 +71,6 @@ class Output:
     def warn_all(self, messages: Sequence[str]) -> None:
         for message in messages:
             self.warn(message)
-
-    def note(self, message: str) -> None:
-        self.err.print(message)
 
     def failure(self, message: str) -> None:
         self.err.print(f"[bold red]FAILED:[/] {message}")
@@ -134,39 +141,146 @@ class Output:
                 bar.stop()
 
 
-# ------------------------------------------------------------------------------------------ renderers
+# ------------------------------------------------------------------------------------------ layout
+#
+# Every renderer ends with the result block: PASSED/FAILED/OK, what was made and where. Text is
+# wrapped here at word boundaries (never inside a word, so paths and names stay whole); table columns
+# use ellipsis, not fold, so a cell that cannot fit is shortened visibly rather than split mid-word.
+
+
+@dataclass(frozen=True)
+class View:
+    width: int = 80
+    verbose: bool = False
+
+
+def shown(path: Any) -> str:
+    """A path as the user would type it: relative to the working folder when inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(p)
+
+
+def _status(passed: bool | None) -> str:
+    return {True: "[bold green]PASSED[/]", False: "[bold red]FAILED[/]", None: "[bold]OK[/]"}[passed]
+
+
+def wrapped(text: str, width: int, indent: str = "", hanging: str | None = None) -> list[str]:
+    """Plain text wrapped at spaces only: a word longer than the line gets a line of its own, whole."""
+    lines = textwrap.wrap(
+        text, width=max(width, 20), initial_indent=indent, subsequent_indent=indent if hanging is None else hanging,
+        break_long_words=False, break_on_hyphens=False,
+    )  # fmt: skip
+    return lines or [indent]
+
+
+class Block:
+    """Lines of text already wrapped to the view's width; rich prints them as they are."""
+
+    def __init__(self, view: View) -> None:
+        self.view = view
+        self.lines: list[Text] = []
+
+    def line(self, markup: str = "") -> Block:
+        self.lines.append(Text.from_markup(markup))
+        return self
+
+    def para(self, text: str, indent: str = "", hanging: str | None = None, style: str = "") -> Block:
+        for ln in wrapped(text, self.view.width, indent, hanging):
+            self.lines.append(Text(ln, style=style))
+        return self
+
+    def pairs(self, rows: Sequence[tuple[str, str]], indent: str = "  ") -> Block:
+        """``label  value`` rows, values wrapped under themselves."""
+        if not rows:
+            return self
+        pad = max(len(label) for label, _ in rows) + 2
+        for label, value in rows:
+            head = f"{indent}{label}:".ljust(len(indent) + pad)
+            self.para(value, indent=head, hanging=" " * len(head))
+        return self
+
+    def __rich_console__(self, console: Console, options: Any) -> Iterator[Any]:
+        yield Text("\n").join(self.lines)  # printed with soft_wrap: already wrapped, never cropped
+
+
+def result_block(view: View, passed: bool | None, headline: str, rows: Sequence[tuple[str, str]]) -> Block:
+    """The last thing a command prints: the outcome, then what was made and where."""
+    block = Block(view)
+    status = _status(passed)
+    words = wrapped(headline, view.width - 8)
+    block.line(f"{status}: {escape(words[0])}")
+    for more in words[1:]:
+        block.line(" " * 8 + escape(more))
+    return block.pairs(rows)
+
+
+def _table(title: str | None = None, **kw: Any) -> Table:
+    return Table(title=title, title_justify="left", **kw)
+
+
+def _col(table: Table, name: str, **kw: Any) -> None:
+    table.add_column(name, overflow="ellipsis", **kw)
+
+
+def fit_table(build: Callable[[Sequence[str]], Table], columns: Sequence[str], required: int, width: int) -> Table:
+    """The table with as many of ``columns`` (most important first) as fit ``width`` unwrapped."""
+    console = Console(width=10_000, file=io.StringIO())  # measure unclamped: rich caps a measure at its width
+    for n in range(len(columns), required - 1, -1):
+        table = build(columns[:n])
+        if console.measure(table).maximum <= width:
+            return table
+    return build(columns[:required])
 
 
 def _fmt_bool(ok: bool, yes: str = "yes", no: str = "no") -> str:
     return f"[green]{yes}[/]" if ok else f"[red]{no}[/]"
 
 
+def _short(sha: str | None, n: int = 12) -> str:
+    return f"{sha[:n]}…" if sha else "-"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+# ------------------------------------------------------------------------------------------ export, smoke
+
+
 def device_choice_table(choice: DeviceChoice) -> Table:
     half = {None: "auto", True: "on", False: "off"}[choice.requested_half]
-    table = Table(title=f"Export device (requested: --device {choice.requested_device}, --half {half})")
+    table = _table(f"Export device (--device {choice.requested_device}, --half {half})")
     for col in ("device", "precision", "outcome", "why"):
-        table.add_column(col)
+        _col(table, col)
     colours = {"chosen": "green", "failed": "red", "skipped": "yellow"}
     for a in choice.attempts:
-        table.add_row(a.device, a.precision, f"[{colours.get(a.outcome, 'white')}]{a.outcome}[/]", a.reason)
+        table.add_row(a.device, a.precision, f"[{colours.get(a.outcome, 'white')}]{a.outcome}[/]", escape(a.reason))
     return table
 
 
 def providers_table(report: ProviderReport) -> Table:
-    table = Table(title="Execution providers")
+    table = _table("Execution providers")
     for col in ("provider", "requested", "attempted", "actually used"):
-        table.add_column(col)
+        _col(table, col)
     names = list(dict.fromkeys([*report.requested, *report.attempted, *report.used]))
     for name in names:
         table.add_row(
-            name,
+            name.removesuffix("ExecutionProvider"),
             _fmt_bool(name in report.requested, no="-"),
-            _fmt_bool(name in report.attempted, no="[red]no[/]"),
-            _fmt_bool(name in report.used, no="[red]no[/]"),
+            _fmt_bool(name in report.attempted, no="no"),
+            _fmt_bool(name in report.used, no="no"),
         )
-    if report.notes:
-        table.caption = "\n".join(report.notes)
     return table
+
+
+def _provider_notes(view: View, report: ProviderReport) -> Block:
+    block = Block(view)
+    for note in report.notes:
+        block.para(note, indent="  note: ", hanging="        ", style="yellow")
+    return block
 
 
 def _model_cell(model: Any) -> str:
@@ -174,164 +288,196 @@ def _model_cell(model: Any) -> str:
     return f"{model.arch} ({model.family or 'YOLO'}{head}; {model.source})"
 
 
-def render_export(result: ExportResult) -> list[Any]:
+def render_export(result: ExportResult, view: View) -> list[Any]:
     v = result.verification
-    summary = Table(title="Float baseline export", show_header=False)
-    summary.add_column("", style="bold")
-    summary.add_column("", overflow="fold")
-    summary.add_row("model", _model_cell(result.model))
-    summary.add_row("weights sha256", result.model.sha256 or "- (random init from config)")
-    if result.model.batchnorm:
-        summary.add_row("BatchNorm", result.model.batchnorm)
-    summary.add_row("onnx", str(result.onnx.path))
-    summary.add_row("onnx sha256", result.onnx.sha256)
-    summary.add_row("size", f"{result.onnx.size_bytes / 1e6:.2f} MB")
-    summary.add_row("contract", _fmt_bool(result.contract.ok, result.contract.detail, result.contract.detail))
-    summary.add_row(
-        "PyTorch vs ORT",
-        f"max |diff| {v.max_abs_diff:.3g} (confident rows {v.max_abs_diff_confident:.3g}, tol {v.tolerance:g}) "
-        f"on {v.image.name} with {v.provider}",
-    )
-    return [device_choice_table(result.device_choice), summary]
+    details = Block(view).pairs([
+        ("model", _model_cell(result.model)),
+        ("weights sha256", _short(result.model.sha256) if result.model.sha256 else "- (random init from config)"),
+        *((("BatchNorm", result.model.batchnorm),) if result.model.batchnorm else ()),
+        ("PyTorch vs ORT", f"max |diff| {v.max_abs_diff:.3g} (confident rows {v.max_abs_diff_confident:.3g}, "
+                           f"tolerance {v.tolerance:g}) on {v.image.name} with {v.provider}"),
+        ("output contract", result.contract.detail),
+    ], indent="")  # fmt: skip
+    headline = f"float baseline exported on {result.device_choice.device} {result.device_choice.precision}"
+    headline += ", verified against PyTorch" if result.passed else ", NOT verified against PyTorch"
+    summary = result_block(view, result.passed, headline, [
+        ("onnx", f"{shown(result.onnx.path)} ({_mb(result.onnx.size_bytes)}, sha256 {_short(result.onnx.sha256)})"),
+    ])  # fmt: skip
+    return [device_choice_table(result.device_choice), details, summary]
 
 
-def render_smoke(result: SmokeResult) -> list[Any]:
-    summary = Table(title=f"Smoke: {result.onnx.path.name}", show_header=False)
-    summary.add_column("", style="bold")
-    summary.add_column("", overflow="fold")
-    summary.add_row("image", str(result.image))
-    summary.add_row("contract", _fmt_bool(result.contract.ok, result.contract.detail, result.contract.detail))
-    summary.add_row("detections", f"{result.num_detections} with score >= {result.conf:g}")
+def render_smoke(result: SmokeResult, view: View) -> list[Any]:
     lat = result.latency
-    summary.add_row(
-        "latency", f"median {lat.median_ms:.1f} ms (mean {lat.mean_ms:.1f}, p90 {lat.p90_ms:.1f}, n={lat.n})"
-    )
-    summary.add_row("ran on", ", ".join(result.providers.used))
-    for option in result.providers.session_options:
-        summary.add_row("session option", option)
-    dets = Table(title="Top detections")
+    dets = _table("Top detections")
     for col in ("class", "score", "box x1,y1,x2,y2 (px)"):
-        dets.add_column(col)
+        _col(dets, col)
     for d in result.top_detections:
         dets.add_row(d.class_name, f"{d.score:.3f}", ", ".join(f"{v:.0f}" for v in d.box_xyxy))
-    return [providers_table(result.providers), summary, dets]
+    details = Block(view).pairs([
+        ("image", shown(result.image)),
+        ("output contract", result.contract.detail),
+        *(("session option", o) for o in result.providers.session_options),
+    ], indent="")  # fmt: skip
+    ran_on = ", ".join(p.removesuffix("ExecutionProvider") for p in result.providers.used)
+    headline = (
+        f"smoke of {result.onnx.path.name}: {result.num_detections} detections with score >= {result.conf:g}, "
+        f"median {lat.median_ms:.1f} ms over {lat.n} runs on {ran_on}"
+    )
+    rows = [("failure", result.failure)] if result.failure else []
+    return [providers_table(result.providers), _provider_notes(view, result.providers), dets, details,
+            result_block(view, result.passed, headline, rows)]  # fmt: skip
 
 
-def render_eval(result: EvalResult) -> list[Any]:
-    metrics = Table(title=f"COCO bbox: {result.name} on {result.num_images} images")
-    metrics.add_column("metric")
-    metrics.add_column("value", justify="right")
+# ------------------------------------------------------------------------------------------ eval
+
+
+def render_eval(result: EvalResult, view: View) -> list[Any]:
+    metrics = _table(f"COCO bbox, {result.num_images} images (fractions, as pycocotools gives them)")
+    _col(metrics, "metric")
+    _col(metrics, "value", justify="right")
     for name, value in to_jsonable(result.metrics).items():
         metrics.add_row(name, f"{value:.4f}")
-    info = Table(show_header=False)
-    info.add_column("", style="bold")
-    info.add_column("", overflow="fold")
-    info.add_row("image ids sha256", result.image_ids_sha256)
-    info.add_row("onnx sha256", result.onnx_sha256)
-    if result.contract is not None:
-        info.add_row("contract", result.contract.detail)
-    if result.nms is not None:
-        n = result.nms
-        info.add_row("NMS", f"yqt ({n.implementation}), per class, IoU {n.iou:g}, conf {n.conf:g}, max {n.max_det}")
-    info.add_row("providers requested", ", ".join(result.providers_requested))
-    used = ", ".join(result.providers_used)
-    fell_back = result.providers_used[:1] != result.providers_requested[:1]
-    info.add_row("providers used", f"[yellow]{used}[/]" if fell_back else used)
-    for note in result.provider_notes:
-        info.add_row("", f"[yellow]{note}[/]")
     lat, t = result.latency, result.timing
-    info.add_row("latency", f"median {lat.median_ms:.1f} ms, mean {lat.mean_ms:.1f}, p90 {lat.p90_ms:.1f}")
-    info.add_row(
-        "time",
-        f"{t.total_s:.1f} s total, inference {t.inference_wall_s:.1f} s "
-        f"(session.run {t.session_run_s:.1f} s"
-        + (f", NMS {t.nms_s:.2f} s" if result.nms is not None else "")
-        + f"), COCOeval {t.cocoeval_s:.1f} s",
-    )
-    if result.metrics_path:
-        info.add_row("metrics", str(result.metrics_path))
-    return [metrics, info]
+    used = ", ".join(p.removesuffix("ExecutionProvider") for p in result.providers_used)
+    requested = ", ".join(p.removesuffix("ExecutionProvider") for p in result.providers_requested)
+    details = Block(view).pairs([
+        ("image ids", f"{result.num_images}, sha256 {_short(result.image_ids_sha256)}"),
+        ("onnx sha256", _short(result.onnx_sha256)),
+        *((("contract", result.contract.detail),) if result.contract is not None else ()),
+        *((("NMS", _nms_text(result.nms)),) if result.nms is not None else ()),
+        ("providers", f"{used} (requested {requested})"),
+        *(("note", n) for n in result.provider_notes),
+        ("latency", f"median {lat.median_ms:.1f} ms, mean {lat.mean_ms:.1f}, p90 {lat.p90_ms:.1f}"),
+        ("time", f"{t.total_s:.1f} s total, inference {t.inference_wall_s:.1f} s (session.run "
+                 f"{t.session_run_s:.1f} s{f', NMS {t.nms_s:.2f} s' if result.nms is not None else ''}), "
+                 f"COCOeval {t.cocoeval_s:.1f} s"),
+    ], indent="")  # fmt: skip
+    m = result.metrics
+    headline = f"scored {result.name} on {result.num_images} images: mAP50-95 {m.mAP_50_95:.4f}, mAP50 {m.mAP_50:.4f}"
+    rows = [("metrics", shown(result.metrics_path))] if result.metrics_path else []
+    return [metrics, details, result_block(view, None, headline, rows)]
+
+
+def _nms_text(n: Any) -> str:
+    return f"yqt ({n.implementation}), per class, IoU {n.iou:g}, conf {n.conf:g}, max {n.max_det}"
+
+
+# ------------------------------------------------------------------------------------------ quantize
 
 
 def _bits_label(d: Any) -> str:
     return "float" if d.bits is None else f"int{d.bits}"
 
 
-def layers_table(result: QuantizeResult) -> Table:
-    """Layers grouped by what they got and why; exceptions (kept 8-bit or float) listed by name."""
-    quantized = sum(d.quantized for d in result.layers)
-    table = Table(title=f"Layers: {quantized} quantized ({result.mode}), {len(result.layers) - quantized} kept float")
-    for col in ("layers", "weights", "why"):
-        table.add_column(col, overflow="fold")
+def layer_groups(result: QuantizeResult, most: int = 8) -> list[str]:
+    """One line per (bits, reason) group, largest first. The mode's own group is a count; every other
+    group is an exception and names its layers, e.g. ``1 kept float: model.23.dfl.conv (DFL ...)``.
+    Past ``most`` groups (say, one per layer when each reason carries its own score) the rest are
+    counted, and ``--verbose`` lists them."""
     groups: dict[tuple[str, str], list[Any]] = {}
     for d in result.layers:
         groups.setdefault((_bits_label(d), d.reason), []).append(d)
-    # The mode's own rows collapse to a count; kept and float layers are the exceptions a user needs to see.
+    lines = []
     for (bits, reason), rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        is_mode_default = reason.startswith((f"{result.mode}:", "--target-bits"))
-        names = f"{len(rows)} layers" if is_mode_default else ", ".join(d.name for d in rows)
-        style = "green" if bits != "float" else "yellow"
-        table.add_row(names, f"[{style}]{bits}[/]", reason)
-    return table
+        kinds = "convs" if all(d.kind == "Conv2d" for d in rows) else "layers"
+        mode_prefix = f"{result.mode}: "
+        if reason.startswith(mode_prefix):
+            lines.append(f"{len(rows)} {kinds}: {bits} ({reason.removeprefix(mode_prefix)})")
+            continue
+        names = ", ".join(d.name for d in rows[:6]) + (f" and {len(rows) - 6} more" if len(rows) > 6 else "")
+        what = "kept float" if bits == "float" else f"at {bits}"
+        lines.append(f"{len(rows)} {what}: {names} ({reason})")
+    if len(lines) > most:
+        hidden = lines[most - 1 :]
+        lines = [*lines[: most - 1], f"and {len(hidden)} more groups of layers (--verbose lists every layer)"]
+    return lines
 
 
-def mixed_precision_table(result: QuantizeResult) -> Table:
-    m = result.mixed_precision
-    table = Table(
-        title=f"Mixed precision: {len(m.promoted)} layers at 8 bits, mean {m.mean_bits:.3f} bits "
-        f"(target {m.target_bits:g}, all-4-bit {m.floor_bits:.3f})"
-    )
-    for col, justify in (("layer", "left"), ("rank", "right"), ("score", "right"), ("params", "right")):
-        table.add_column(col, justify=justify, overflow="fold")
-    for p in sorted(m.promoted, key=lambda p: (p.rank or 0, p.name)):
-        table.add_row(p.name, str(p.rank), f"{p.score:.3g}", f"{p.params:,}")
+def layers_table(result: QuantizeResult) -> Table:
+    """Every layer, for --verbose."""
+    quantized = sum(d.quantized for d in result.layers)
+    table = _table(f"Layers: {quantized} quantized ({result.mode}), {len(result.layers) - quantized} kept float")
+    for col in ("layer", "shape", "weights", "why"):
+        _col(table, col)
+    for d in result.layers:
+        style = "green" if d.bits is not None else "yellow"
+        table.add_row(d.name, d.shape, f"[{style}]{_bits_label(d)}[/]", escape(d.reason))
     return table
 
 
 def gate_table(gate: GateReport) -> Table:
-    table = Table(title=f"Validation gate: {gate.target}")
-    table.add_column("check")
-    table.add_column("result")
-    table.add_column("detail", overflow="fold")
+    table = _table(f"Validation gate: {gate.target}")
+    _col(table, "check")
+    _col(table, "result")
+    _col(table, "detail")
     for c in gate.checks:
-        table.add_row(c.name, _fmt_bool(c.ok, "pass", "FAIL"), c.detail)
+        table.add_row(c.name, _fmt_bool(c.passed, "pass", "FAIL"), escape(c.detail))
     return table
 
 
-def render_quantize(result: QuantizeResult) -> list[Any]:
-    items: list[Any] = [layers_table(result)]
-    if result.mixed_precision is not None:
-        items.append(mixed_precision_table(result))
-    items += [device_choice_table(result.device_choice), gate_table(result.gate)]
-    if result.gate_opt is not None:
-        items.append(gate_table(result.gate_opt))
-    summary = Table(title=f"Quantize {result.mode}: {'passed' if result.passed else 'FAILED'}", show_header=False)
-    summary.add_column("", style="bold")
-    summary.add_column("", overflow="fold")
-    for label, value in _quantize_rows(result):
-        summary.add_row(label, value)
-    items.append(summary)
-    if result.smoke is not None:
-        items.extend(render_smoke(result.smoke))
+def _gate_line(gate: GateReport) -> str:
+    passed = sum(c.passed for c in gate.checks)
+    failed = [f"{c.name} ({c.detail})" for c in gate.checks if not c.passed]
+    text = f"{passed}/{len(gate.checks)} checks passed on {gate.target}"
+    return text + (": FAILED " + "; ".join(failed) if failed else "")
+
+
+def render_quantize(result: QuantizeResult, view: View) -> list[Any]:
+    items: list[Any] = []
+    if view.verbose:
+        items.append(layers_table(result))
+        if result.mixed_precision is not None:
+            items.append(mixed_precision_table(result))
+        items += [device_choice_table(result.device_choice), gate_table(result.gate)]
+        if result.gate_opt is not None:
+            items.append(gate_table(result.gate_opt))
+    block = Block(view).line(f"[bold]Layers ({result.mode})[/]")
+    for line in layer_groups(result):
+        block.para(line, indent="  ", hanging="    ")
+    block.line("[bold]Checks[/]").pairs(_check_rows(result))
+    block.line("[bold]Details[/]" + ("" if view.verbose else " (all layers and checks: --verbose)"))
+    block.pairs(_quantize_rows(result))
+    items.append(block)
+    if view.verbose and result.smoke is not None:
+        items += render_smoke(result.smoke, view)[:-1]  # its tables; the quantize result block says the rest
+    items.append(_quantize_result(result, view))
     return items
+
+
+def _check_rows(result: QuantizeResult) -> list[tuple[str, str]]:
+    rows = [("gate", _gate_line(result.gate))]
+    if result.gate_opt is not None:
+        rows.append(("gate -opt", _gate_line(result.gate_opt)))
+    if result.parity is not None:
+        p = result.parity
+        rows.append((
+            "parity",
+            f"{p.matched}/{p.reference_detections} PyTorch detections matched by ORT ({p.matched_fraction:.1%}, "
+            f"{p.required_fraction:.0%} required) at score ≥ {p.score_threshold}, IoU ≥ {p.iou_threshold} "
+            f"on {p.images} images ({p.provider.removesuffix('ExecutionProvider')})"
+            + (f"; {p.note}" if p.note else ""),
+        ))  # fmt: skip
+    if result.smoke is not None:
+        s = result.smoke
+        ran_on = ", ".join(p.removesuffix("ExecutionProvider") for p in s.providers.used)
+        rows.append(("smoke", f"{s.num_detections} detections on {s.image.name}, median {s.latency.median_ms:.1f} ms "
+                              f"on {ran_on}" + ("" if s.passed else f": FAILED {s.failure}")))  # fmt: skip
+    return rows
 
 
 def _quantize_rows(result: QuantizeResult) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = [("model", _model_cell(result.model))]
+    choice = result.device_choice
+    rows.append(("exported on", f"{choice.device} {choice.precision}"))
     if result.mean_weight_bits is not None:
         rows.append(("mean weight bits", f"{result.mean_weight_bits:.2f} (parameter-weighted; float layers count 32)"))
-    promoted = {p.name for p in result.mixed_precision.promoted} if result.mixed_precision else set()
-    kept = [
-        d for d in result.layers
-        if d.name not in promoted and (d.bits is None or (d.bits == 8 and result.mode.startswith("w4")))
-    ]  # fmt: skip
-    if kept:
-        rows.append(("kept 8-bit/float", "; ".join(f"{d.name}: {_bits_label(d)} ({d.reason})" for d in kept)))
+    if result.mixed_precision is not None:
+        rows.append(("mixed precision", _mixed_text(result.mixed_precision)))
     if result.storage is not None:
         rows.append(("weight storage", f"{result.storage.format}, opset {result.storage.opset}: {result.storage.note}"))
     if result.calibration is not None:
         c = result.calibration
-        rows.append(("calibration", f"{len(c.images)} images from {c.folder} (sha256 {c.sha256[:12]}…)"))
+        rows.append(("calibration", f"{len(c.images)} images from {shown(c.folder)} (sha256 {_short(c.sha256)})"))
     if result.activations is not None:
         a = result.activations
         fused = f"{a.int8_convs_fused} convs fused into int8 kernels by ORT CPU"
@@ -339,81 +485,115 @@ def _quantize_rows(result: QuantizeResult) -> list[tuple[str, str]]:
             fused += f" ({a.int8_convs_expected} expected)"
         rows.append(("activations", f"int8, layout {a.layout}, {a.quantized_tensors} tensors calibrated; {fused}"))
         rows.append(("kept float", a.excluded_reason))
-    if result.parity is not None:
-        p = result.parity
-        rows.append((
-            "parity PyTorch vs ORT",
-            _fmt_bool(p.passed, "", "") + f"{p.matched}/{p.reference_detections} detections matched "
-            f"({p.matched_fraction:.1%}, {p.required_fraction:.0%} required) at score ≥ {p.score_threshold}, "
-            f"IoU ≥ {p.iou_threshold} on {p.images} images ({p.provider})" + (f"; {p.note}" if p.note else ""),
-        ))  # fmt: skip
-    if result.onnx is not None:
-        rows += [("onnx", str(result.onnx.path)), ("sha256", result.onnx.sha256)]
-    if result.onnx_opt is not None:
-        rows.append(("simplified", str(result.onnx_opt.path)))
     if result.size is not None:
         s = result.size
-        rows.append((
-            "size",
-            f"{s.qcdq_bytes / 1e6:.2f} MB vs {s.float_bytes / 1e6:.2f} MB float: "
-            f"{s.ratio:.2f}x smaller ({s.float_source})",
-        ))  # fmt: skip
+        rows.append(("size", f"{_mb(s.qcdq_bytes)} vs {_mb(s.float_bytes)} float: {s.ratio:.2f}x smaller "
+                             f"({s.float_source})"))  # fmt: skip
     times = {k: v for k, v in result.timings.items() if k in ("gptq_s", "calibration_s", "export_s", "total_s")}
     if times:
         rows.append(("time", ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in times.items())))
-    rows += [("[red]failure[/]", f) for f in result.failures]
     return rows
 
 
-def render_sensitivity(result: Any, top: int = 20) -> list[Any]:
-    ranked = result.ranked()
-    shown = ranked if top <= 0 else ranked[:top]
-    probe = f"{result.bits}-bit weights" + (" + uint8 input" if result.act else "")
-    table = Table(title=f"Sensitivity of {result.model.arch}: one layer at {probe}, {len(result.layers)} layers")
-    for col, justify in (("rank", "right"), ("layer", "left"), ("score", "right"), ("params", "right"),
-                         ("8-bit costs", "right")):  # fmt: skip
-        table.add_column(col, justify=justify, overflow="fold")
-    for r in shown:
-        table.add_row(str(r.rank), r.name, f"{r.score:.3g}", f"{r.params:,}", f"{r.bytes_to_keep_8bit / 1024:.1f} KiB")
-    items: list[Any] = [table]
-    if result.verification is not None:
-        items.append(verification_table(result.verification))
-    info = Table(show_header=False, title="Sensitivity sweep")
-    info.add_column("", style="bold")
-    info.add_column("", overflow="fold")
-    info.add_row("score", result.score)
-    images = result.images
-    info.add_row("images", f"{len(images.images)} from {images.folder} (sha256 {images.sha256[:12]}…)")
-    t = result.timings
-    where = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in t.items() if k != "total_s")
-    info.add_row("time", f"{t.get('total_s', 0.0):.1f} s: {where}")
-    if result.json_path is not None:
-        info.add_row("ranking", str(result.json_path))
-    if result.plot_path is not None:
-        info.add_row("chart", str(result.plot_path))
-    if top > 0 and len(ranked) > top:
-        info.add_row("rows", f"top {top} of {len(ranked)} (--top 0 shows all)")
-    if result.verification is not None:
-        info.add_row("check on labels", result.verification.verdict)
-    return [*items, info]
+def _mixed_text(m: Any) -> str:
+    top = sorted(m.promoted, key=lambda p: (p.rank or 0, p.name))
+    shown_names = ", ".join(f"{p.name} (#{p.rank})" for p in top[:5]) + (" …" if len(top) > 5 else "")
+    source = shown(m.sensitivity) if m.sensitivity else f"measured now (sha256 {_short(m.sensitivity_sha256)})"
+    return (
+        f"--target-bits {m.target_bits:g}: {len(m.promoted)} layers kept at 8 bits for a mean of {m.mean_bits:.3f} "
+        f"bits (all 4-bit: {m.floor_bits:.3f}); most sensitive: {shown_names or 'none'}; ranking: {source}"
+    )
 
 
-def verification_table(check: Any) -> Table:
-    table = Table(title=f"Proxy vs real mAP: float {check.float_mAP_50_95:.4f} on {check.images} labelled images")
-    for col, justify in (("proxy rank", "right"), ("layer", "left"), ("mAP50-95", "right"),
-                         ("drop (pt)", "right"), ("drop rank", "right")):  # fmt: skip
-        table.add_column(col, justify=justify, overflow="fold")
-    for v in check.layers:
-        table.add_row(str(v.rank), v.name, f"{v.mAP_50_95:.4f}", f"{v.drop_pt:+.2f}", str(v.drop_rank))
+def mixed_precision_table(result: QuantizeResult) -> Table:
+    """The 8-bit layers --target-bits chose, with their sensitivity rank and score (for --verbose)."""
+    m = result.mixed_precision
+    table = _table(f"Kept at 8 bits by --target-bits {m.target_bits:g}: {len(m.promoted)} layers")
+    for col in ("layer", "rank", "score", "params"):
+        _col(table, col, justify="left" if col == "layer" else "right")
+    for p in sorted(m.promoted, key=lambda p: (p.rank or 0, p.name)):
+        table.add_row(p.name, str(p.rank), f"{p.score:.3g}", f"{p.params:,}")
     return table
 
 
+def _quantize_result(result: QuantizeResult, view: View) -> Block:
+    """Which file to ship and why the other exists; or why nothing was published."""
+    if not result.passed or result.onnx is None:
+        rows = [("failure", f) for f in result.failures]
+        rows.append(("published", "nothing: a file that failed a check is never published"))
+        return result_block(view, False, f"quantize {result.mode}", rows)
+    rows = [("ship", f"{shown(result.onnx.path)} ({_mb(result.onnx.size_bytes)}, sha256 {_short(result.onnx.sha256)})")]
+    if result.onnx_opt is not None:
+        simplifier = result.config.simplifier.value if result.config is not None else "the simplifier"
+        rows.append((
+            "also", f"{shown(result.onnx_opt.path)}: the same model simplified by {simplifier}, for tools that "
+                    "want fewer nodes; gated like the main file, but parity and smoke ran on the main file only",
+        ))  # fmt: skip
+    headline = f"quantize {result.mode}: gate, parity and smoke passed; evaluate and deploy the ship file"
+    return result_block(view, True, headline, rows)
+
+
+# ------------------------------------------------------------------------------------------ sensitivity
+
+_SENSITIVITY_COLUMNS = ("rank", "layer", "score", "params", "8-bit costs")
+
+
+def _sensitivity_table(result: Any, rows: Sequence[Any], columns: Sequence[str]) -> Table:
+    probe = f"{result.bits}-bit weights" + (" + uint8 input" if result.act else "")
+    table = _table(f"Sensitivity: one layer at a time at {probe}")
+    for col in columns:
+        _col(table, col, justify="left" if col == "layer" else "right")
+    for r in rows:
+        cells = {
+            "rank": str(r.rank), "layer": r.name, "score": f"{r.score:.3g}", "params": f"{r.params:,}",
+            "8-bit costs": f"{r.bytes_to_keep_8bit / 1024:.1f} KiB",
+        }  # fmt: skip
+        table.add_row(*(cells[c] for c in columns))
+    return table
+
+
+def verification_table(check: Any) -> Table:
+    table = _table(f"Proxy vs real mAP: float {check.float_mAP_50_95:.4f} on {check.images} labelled images")
+    for col in ("proxy rank", "layer", "mAP50-95", "drop pt", "drop rank"):
+        _col(table, col, justify="left" if col == "layer" else "right")
+    for v in check.layers:
+        table.add_row(str(v.rank), v.name, f"{v.mAP_50_95:.4f}", signed(v.drop_pt), str(v.drop_rank))
+    return table
+
+
+def render_sensitivity(result: Any, view: View, top: int = 20) -> list[Any]:
+    ranked = result.ranked()
+    rows = ranked if top <= 0 else ranked[:top]
+    table = fit_table(lambda cols: _sensitivity_table(result, rows, cols), _SENSITIVITY_COLUMNS, 3, view.width)
+    items: list[Any] = [table]
+    if result.verification is not None:
+        items.append(verification_table(result.verification))
+    t = result.timings
+    where = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in t.items() if k != "total_s")
+    images = result.images
+    details = Block(view).pairs([
+        ("score", result.score),
+        ("images", f"{len(images.images)} from {shown(images.folder)} (sha256 {_short(images.sha256)})"),
+        ("time", f"{t.get('total_s', 0.0):.1f} s: {where}"),
+        *((("rows", f"top {top} of {len(ranked)} (--top 0 shows all)"),) if 0 < top < len(ranked) else ()),
+        *((("check on labels", result.verification.verdict),) if result.verification is not None else ()),
+    ], indent="")  # fmt: skip
+    made = [(label, shown(path)) for label, path in (("ranking", result.json_path), ("chart", result.plot_path))
+            if path is not None]  # fmt: skip
+    head = ", ".join(r.name for r in ranked[:3])
+    headline = f"ranked {len(ranked)} layers of {result.model.arch}; most sensitive: {head}"
+    return [*items, details, result_block(view, None, headline, made)]
+
+
+# ------------------------------------------------------------------------------------------ inspect-graph
+
 _QDQ_STYLE = {"QuantizeLinear": "bold magenta", "DequantizeLinear": "bold cyan", "Clip": "bold yellow"}
+_LAYER_COLUMNS = ("node", "op", "weight", "bits", "granularity", "act quant (scale, zp)", "module", "axis")
 
 
 def _minority_bit_widths(layers: Sequence[Any]) -> dict[int, list[str]]:
     """Module names of every weight bit width but the most common one, when a model mixes them
-    (a --target-bits model: the 8-bit layers beside the 4-bit majority)."""
+    (a --target-bits model: its 8-bit layers beside the 4-bit majority)."""
     groups: dict[int, list[str]] = {}
     for layer in layers:
         if layer.weight_quantized and layer.weight_bits is not None:
@@ -424,115 +604,160 @@ def _minority_bit_widths(layers: Sequence[Any]) -> dict[int, list[str]]:
     return {b: names for b, names in sorted(groups.items()) if b != majority}
 
 
-def render_graph(report: Any) -> list[Any]:
+def render_graph(report: Any, view: View) -> list[Any]:
     s = report.summary
-    ops = Table(title=f"Op counts: {report.path.name} ({s.nodes} nodes, opset {report.opset})")
-    ops.add_column("op")
-    ops.add_column("count", justify="right")
+    ops = _table(f"Op counts: {s.nodes} nodes")
+    _col(ops, "op")
+    _col(ops, "count", justify="right")
     for op, n in sorted(report.op_counts.items(), key=lambda kv: (kv[0] not in _QDQ_STYLE, -kv[1], kv[0])):
         style = _QDQ_STYLE.get(op)
         ops.add_row(f"[{style}]{op}[/]" if style else op, str(n))
-    summary = Table(title="Summary", show_header=False)
-    summary.add_column("", style="bold")
-    summary.add_column("", overflow="fold")
-    if report.model:
-        summary.add_row("model", report.model)
-    if report.contract is not None:
-        summary.add_row("output", report.contract.detail)
-    summary.add_row("compute layers", f"{s.compute_layers} ({s.weight_layers} with weights)")
-    summary.add_row("weights quantized", f"{s.quantized_layers}")
-    summary.add_row("weights float", f"{s.float_layers}")
     by_bits: dict[str, int] = {}
     for layer in report.layers:
         if layer.weight_quantized:
             key = f"{layer.weight_bits}-bit {layer.weight_dtype}"
             by_bits[key] = by_bits.get(key, 0) + 1
-    if by_bits:
-        summary.add_row("weight bits", ", ".join(f"{k}: {n}" for k, n in sorted(by_bits.items())))
-    for bits, modules in _minority_bit_widths(report.layers).items():
-        summary.add_row(f"{bits}-bit layers", ", ".join(modules))
-    summary.add_row("activations quantized", f"{s.act_quantized_layers} layer inputs")
-    summary.add_row("detection head", f"{s.head_quantized_layers}/{s.head_layers} layers quantized")
-    summary.add_row(
-        "initializer bytes",
-        f"int {s.int_initializer_bytes / 1e6:.2f} MB, float {s.float_initializer_bytes / 1e6:.2f} MB",
-    )
-    summary.add_row("sha256", report.sha256)
+    summary = Block(view).pairs([
+        *((("model", report.model),) if report.model else ()),
+        *((("output", report.contract.detail),) if report.contract is not None else ()),
+        ("opset", str(report.opset)),
+        ("compute layers", f"{s.compute_layers} ({s.weight_layers} with weights)"),
+        ("weights quantized", f"{s.quantized_layers}" + (
+            " (" + ", ".join(f"{k}: {n}" for k, n in sorted(by_bits.items())) + ")" if by_bits else "")),
+        *((f"{bits}-bit layers", ", ".join(names)) for bits, names in _minority_bit_widths(report.layers).items()),
+        ("weights float", f"{s.float_layers}"),
+        ("activations quantized", f"{s.act_quantized_layers} layer inputs"),
+        ("detection head", f"{s.head_quantized_layers}/{s.head_layers} layers quantized"),
+        ("initializers", f"int {_mb(s.int_initializer_bytes)}, float {_mb(s.float_initializer_bytes)}"),
+    ], indent="")  # fmt: skip
     title = "Layers" + (f" (only {report.only})" if report.only else "")
-    layers = Table(title=title)
-    for col in ("node", "module", "op", "weight", "bits", "granularity", "axis", "act quant (scale, zp)"):
-        layers.add_column(col, overflow="fold")
-    for layer in report.layers:
-        module = (layer.module or "-") + (" [yellow](head)[/]" if layer.head else "")
-        if not layer.has_weight:
-            weight = "[dim]none (activation input)[/]"
-        elif layer.weight_quantized:
-            weight = f"[green]{layer.weight_dtype}[/]" + (" [red](fp32 stored)[/]" if layer.weight_stored_float else "")
-        else:
-            weight = f"[yellow]float ({layer.weight_dtype})[/]"
-        act = f"yes ({layer.act_scale:.4g}, {layer.act_zero_point})" if layer.act_quantized else "no"
-        layers.add_row(
-            layer.name, module, layer.op_type, weight, str(layer.weight_bits or "-"), layer.granularity or "-",
-            "-" if layer.axis is None else str(layer.axis), act,
-        )  # fmt: skip
-    items: list[Any] = [ops, summary, layers]
+    layers = fit_table(lambda cols: _graph_layers(report, title, cols), _LAYER_COLUMNS, 4, view.width)
+    items: list[Any] = [ops, layers]
     if report.diff is not None:
-        diff = Table(title=f"Differences vs {report.diff_against}")
+        diff = _table(f"Differences vs {shown(report.diff_against)}")
         for col in ("node", "change", "before", "after"):
-            diff.add_column(col, overflow="fold")
+            _col(diff, col)
         for d in report.diff:
             diff.add_row(d.name, d.change, d.before, d.after)
         if not report.diff:
             diff.caption = "no per-layer differences"
         items.append(diff)
+    headline = (
+        f"{report.path.name}: {s.quantized_layers} of {s.weight_layers} weight layers quantized, "
+        f"{s.act_quantized_layers} activation inputs quantized"
+    )
+    items += [summary, result_block(view, None, headline, [("model", f"{shown(report.path)} (sha256 "
+                                                                      f"{_short(report.sha256)})")])]  # fmt: skip
     return items
 
 
-def _delta_cell(delta: float, ci: Any) -> str:
-    colour = "green" if delta > 0 else "red" if delta < 0 else "white"
-    text = f"[{colour}]{delta * 100:+.2f}[/]"
-    if ci is not None:
-        text += f" [dim][{ci[0] * 100:+.2f}, {ci[1] * 100:+.2f}][/]"
+def _graph_layers(report: Any, title: str, columns: Sequence[str]) -> Table:
+    table = _table(title)
+    for col in columns:
+        _col(table, col)
+    for layer in report.layers:
+        if not layer.has_weight:
+            weight = "[dim]none[/]"
+        elif layer.weight_quantized:
+            weight = f"[green]{layer.weight_dtype}[/]" + (" [red](fp32 stored)[/]" if layer.weight_stored_float else "")
+        else:
+            weight = f"[yellow]float ({layer.weight_dtype})[/]"
+        cells = {
+            "node": layer.name.strip("/"),
+            "module": (layer.module or "-") + (" [yellow](head)[/]" if layer.head else ""),
+            "op": layer.op_type,
+            "weight": weight,
+            "bits": str(layer.weight_bits or "-"),
+            "granularity": (layer.granularity or "-").replace("_", "-"),
+            "axis": "-" if layer.axis is None else str(layer.axis),
+            "act quant (scale, zp)": f"{layer.act_scale:.4g}, {layer.act_zero_point}" if layer.act_quantized else "no",
+        }
+        table.add_row(*(cells[c] for c in columns))
+    return table
+
+
+# ------------------------------------------------------------------------------------------ compare
+
+_COMPARE_COLUMNS = ("run", "mAP_50_95", "mAP_50", "mode", "latency ms", "onnx MB", "model", "mAP_75", "providers",
+                    "mAP_small", "mAP_medium", "mAP_large")  # fmt: skip
+
+
+def _delta_cell(md: Any) -> str:
+    """The value (a fraction), then Δ and its CI in points, one per line so the column stays narrow."""
+    text = f"{md.value:.4f}"
+    colour = "green" if md.delta_pt > 0 else "red" if md.delta_pt < 0 else "white"
+    text += f"\n[{colour}]{signed(md.delta_pt)} pt[/]"
+    if md.ci95_pt is not None:
+        text += f"\n[dim]\\[{signed(md.ci95_pt[0], 1)}, {signed(md.ci95_pt[1], 1)}][/]"
     return text
 
 
-def render_compare(result: Any) -> list[Any]:
-    from yqt.compare import TABLE_METRICS
+def _compare_table(result: Any, columns: Sequence[str]) -> Table:
+    table = _table(f"Compare vs {result.baseline}")
+    table.caption = "mAP as fractions; Δ in mAP points vs baseline; [95% CI] from the paired bootstrap"
+    for col in columns:
+        _col(table, col, justify="right" if col.startswith(("mAP", "latency", "onnx")) else "left")
+    for r in result.rows:
+        label = escape(r.label) + ("\n[bold](baseline)[/]" if r.is_baseline else "")
+        label += "\n[bold yellow]STALE[/]" if r.stale else ""
+        cells = {
+            "run": label,
+            "mode": r.mode,
+            "model": r.model or "-",
+            "providers": ", ".join(p.removesuffix("ExecutionProvider") for p in r.providers_used),
+            "latency ms": f"{r.latency_median_ms:.1f}",
+            "onnx MB": f"{r.onnx_size_bytes / 1e6:.2f}",
+        }
+        for m, md in r.metrics.items():
+            cells[m] = f"{md.value:.4f}" if r.is_baseline else _delta_cell(md)
+        table.add_row(*(cells[c] for c in columns))
+    return table
 
-    table = Table(title=f"Compare vs {result.baseline} (Δ in mAP points; [95% CI], {result.bootstrap} resamples)")
-    for col in ("run", "model", "mode", "providers", *TABLE_METRICS, "latency ms", "onnx MB"):
-        table.add_column(col, overflow="fold")
+
+def _provenance_table(result: Any, columns: Sequence[str]) -> Table:
+    table = _table("Provenance")
+    for col in columns:
+        _col(table, col)
     for r in result.rows:
-        cells = [
-            r.label + (" [bold](baseline)[/]" if r.is_baseline else ""),
-            r.model or "-",
-            r.mode,
-            ", ".join(p.removesuffix("ExecutionProvider") for p in r.providers_used),
-        ]
-        for m in TABLE_METRICS:
-            md = r.metrics[m]
-            cells.append(f"{md.value:.4f}" if r.is_baseline else f"{md.value:.4f}\n{_delta_cell(md.delta, md.ci95)}")
-        cells += [f"{r.latency_median_ms:.1f}", f"{r.onnx_size_bytes / 1e6:.2f}"]
-        table.add_row(*cells)
-    prov = Table(title="Provenance")
-    for col in ("run", "onnx sha256", "providers used", "images", "image ids sha256"):
-        prov.add_column(col, overflow="fold")
+        cells = {
+            "run": r.label, "images": str(r.num_images), "image ids sha256": _short(r.image_ids_sha256),
+            "onnx sha256": _short(r.onnx_sha256),
+            "providers": ", ".join(p.removesuffix("ExecutionProvider") for p in r.providers_used),
+        }  # fmt: skip
+        table.add_row(*(cells[c] for c in columns))
+    return table
+
+
+def render_compare(result: Any, view: View) -> list[Any]:
+    table = fit_table(lambda cols: _compare_table(result, cols), _COMPARE_COLUMNS, 2, view.width)
+    prov_cols = ("run", "images", "image ids sha256", "onnx sha256", "providers")
+    prov = fit_table(lambda cols: _provenance_table(result, cols), prov_cols, 3, view.width)
+    verdicts = Block(view).line("[bold]Verdict[/]")
     for r in result.rows:
-        prov.add_row(
-            r.label, r.onnx_sha256[:16], ", ".join(r.providers_used), str(r.num_images), r.image_ids_sha256[:16]
-        )
-    verdicts = Table(title="Verdict", show_header=False)
-    verdicts.add_column("", style="bold")
-    verdicts.add_column("", overflow="fold")
+        if not r.is_baseline:
+            verdicts.para(f"{r.label}: {r.verdict}", indent="  ", hanging="    ")
     for r in result.rows:
-        if r.is_baseline:
-            continue
-        d = r.metrics["mAP_50_95"]
-        ci = "CI excludes zero" if r.ci_excludes_zero else "CI includes zero (not distinguishable from noise)"
-        if r.ci_excludes_zero is None:
-            ci = "no CI"
-        gate = ""
-        if r.within_max_drop is not None:
-            gate = " — [green]within --max-drop[/]" if r.within_max_drop else " — [red]below --max-drop[/]"
-        verdicts.add_row(r.label, f"ΔmAP50-95 {d.delta * 100:+.2f} pt, {ci}{gate}")
-    return [table, prov, verdicts]
+        if r.is_baseline and r.stale:
+            verdicts.para(f"{r.label} (baseline): STALE: {r.stale_reason}.", indent="  ", hanging="    ")
+    return [table, prov, verdicts, _compare_result(result, view)]
+
+
+def _compare_result(result: Any, view: View) -> Block:
+    compared = [r for r in result.rows if not r.is_baseline]
+    stale = [r.label for r in result.rows if r.stale]
+    rows: list[tuple[str, str]] = []
+    if stale:
+        rows.append(("stale", ", ".join(stale) + ": a later eval of the model failed; rerun yqt eval"))
+    for label, path in (("saved", result.saved), ("markdown", result.markdown), ("plot", result.plot)):
+        if path is not None:
+            rows.append((label, shown(path)))
+    if result.max_drop_pt is None:
+        headline = f"{len(compared)} evaluation(s) against {result.baseline}; nothing judged (no --max-drop)"
+        return result_block(view, None, headline, rows)
+    rule = f"ΔmAP50-95 ≥ {signed(-result.max_drop_pt)} pt (--max-drop {result.max_drop_pt:g})"
+    below = [r.label for r in compared if r.within_max_drop is False]
+    if below:
+        headline = f"{len(below)} of {len(compared)} below the allowed {rule}: {', '.join(below)}"
+    else:
+        headline = f"{len(compared)} of {len(compared)} within the allowed {rule}"
+    return result_block(view, result.passed, headline, rows)

@@ -209,8 +209,43 @@ def test_file_that_is_not_onnx(tmp_path: Path):
     bogus = tmp_path / "model.onnx"
     bogus.write_bytes(b"\x00\x01garbage")
     result = run_yqt("smoke", str(bogus), runs_dir=tmp_path / "runs")
-    assert_one_line_error(result, "ONNX Runtime cannot load", "Protobuf parsing failed")
+    line = assert_one_line_error(result, "ONNX Runtime cannot load", "Protobuf parsing failed; ")
+    assert ".;" not in line and "export it again" in line  # an unreadable .onnx may be a cut-short export
     assert_one_line_error(run_yqt("smoke", str(tmp_path / "missing.onnx"), runs_dir=tmp_path), "ONNX model not found")
+
+
+@pytest.mark.parametrize("command", ["eval", "smoke", "inspect-graph"])
+def test_an_image_passed_as_a_model_is_named_from_its_magic_bytes(command: str, tmp_path: Path):
+    import cv2
+    import numpy as np
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.zeros((8, 8, 3), np.uint8))
+    line = assert_one_line_error(run_yqt(command, str(photo), runs_dir=tmp_path / "runs"))
+    assert line.startswith("yqt: error: photo.png is a PNG image, not an ONNX model; pass an .onnx file"), line
+    assert "export it again" not in line and ".;" not in line
+    jpeg = tmp_path / "shot.onnx"  # the name does not matter, the bytes do
+    cv2.imwrite(str(tmp_path / "shot.jpg"), np.zeros((8, 8, 3), np.uint8))
+    jpeg.write_bytes((tmp_path / "shot.jpg").read_bytes())
+    assert_one_line_error(run_yqt(command, str(jpeg), runs_dir=tmp_path / "runs"), "shot.onnx is a JPEG image")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_user_error_under_json_prints_the_error_document_on_stdout(tmp_path: Path):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)
+    result = run_yqt("eval", str(photo), "--json", runs_dir=tmp_path / "runs")  # validated against yqt/error/1
+    line = assert_one_line_error(result, "photo.png is a PNG image")
+    doc = json.loads(result.stdout)
+    assert doc == {
+        "schema": "yqt/error/1",
+        "error": "photo.png is a PNG image, not an ONNX model",
+        "hint": "pass an .onnx file (yqt export and yqt quantize write them under runs/<id>/onnx/)",
+        "exit_code": 2,
+    }
+    assert line == f"yqt: error: {doc['error']}; {doc['hint']}"
+    bad_value = run_yqt("compare", "a", "b", "--max-drop", "lots", "--json", runs_dir=tmp_path / "runs")
+    assert bad_value.returncode == 2 and "--max-drop" in json.loads(bad_value.stdout)["error"]
 
 
 def test_bad_device_and_half_combinations(tmp_path: Path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import assert_one_line_error, run_yqt
+from tests.conftest import assert_one_line_error, empty_manifest, run_yqt
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +28,11 @@ def test_deltas_are_exact_and_ci_contains_them(baseline_eval, w8a16_eval):
     quant = json.loads(Path(w8a16_eval.metrics_path).read_text())["metrics"]
     (row,) = [r for r in result.rows if not r.is_baseline]
     for metric in ("mAP_50_95", "mAP_50", "mAP_75"):
-        assert row.metrics[metric].delta == quant[metric] - base[metric]
-    lo, hi = row.metrics["mAP_50_95"].ci95
-    assert lo <= row.metrics["mAP_50_95"].delta <= hi
+        assert row.metrics[metric].delta_pt == (quant[metric] - base[metric]) * 100  # points, from fractions
+    lo, hi = row.metrics["mAP_50_95"].ci95_pt
+    assert lo <= row.metrics["mAP_50_95"].delta_pt <= hi
+    (base_row,) = [r for r in result.rows if r.is_baseline]  # the baseline has no CI, not [0, 0]
+    assert all(m.ci95_pt is None and m.ci_excludes_zero is None for m in base_row.metrics.values())
 
 
 def test_full_set_reaccumulation_equals_pycocotools(baseline_eval):
@@ -46,7 +48,7 @@ def test_full_set_reaccumulation_equals_pycocotools(baseline_eval):
 def _copy_eval_into_run(metrics_path: Path, runs: Path, run_id: str) -> Path:
     run = runs / run_id
     run.mkdir(parents=True)
-    (run / "run.json").write_text(json.dumps({"run_id": run_id, "steps": []}))
+    (run / "run.json").write_text(empty_manifest(run_id))
     shutil.copytree(metrics_path.parent, run / metrics_path.parent.name)
     return run
 
@@ -56,9 +58,9 @@ def test_run_against_itself_is_zero_with_zero_ci(baseline_eval, tmp_path: Path):
     b = _copy_eval_into_run(Path(baseline_eval.metrics_path), tmp_path, "b")
     result = _compare(str(a), str(b), baseline="a", bootstrap=200)
     row = next(r for r in result.rows if not r.is_baseline)
-    assert row.metrics["mAP_50_95"].delta == 0.0
-    assert row.metrics["mAP_50_95"].ci95 == (0.0, 0.0)
-    assert row.ci_excludes_zero is False
+    assert row.metrics["mAP_50_95"].delta_pt == 0.0
+    assert row.metrics["mAP_50_95"].ci95_pt == (0.0, 0.0)
+    assert row.metrics["mAP_50_95"].ci_excludes_zero is False
 
 
 def test_seeded_bootstrap_is_reproducible(baseline_eval, w8a16_eval):
@@ -66,7 +68,7 @@ def test_seeded_bootstrap_is_reproducible(baseline_eval, w8a16_eval):
     first = _compare(run_dir, bootstrap=200, seed=7)
     again = _compare(run_dir, bootstrap=200, seed=7)
     other = _compare(run_dir, bootstrap=200, seed=8)
-    ci = lambda r: [x.metrics["mAP_50_95"].ci95 for x in r.rows]  # noqa: E731
+    ci = lambda r: [x.metrics["mAP_50_95"].ci95_pt for x in r.rows]  # noqa: E731
     assert ci(first) == ci(again)
     assert ci(first) != ci(other)
 
@@ -83,7 +85,7 @@ def _degraded_run(baseline_eval, runs: Path) -> Path:
         d["bbox"][0] += 0.2 * d["bbox"][2]
     folder = runs / "degraded" / "yolov10n-degraded-coco"
     folder.mkdir(parents=True)
-    (runs / "degraded" / "run.json").write_text(json.dumps({"run_id": "degraded", "steps": []}))
+    (runs / "degraded" / "run.json").write_text(empty_manifest("degraded"))
     (folder / "detections.json").write_text(json.dumps(dets))
     evaluator, _ = run_cocoeval(load_coco(Path(doc["annotations_path"])), dets, doc["image_ids"])
     from yqt.runs import sha256_file
@@ -108,9 +110,9 @@ def test_degraded_detections_give_a_ci_below_zero_and_fail_max_drop(baseline_eva
     assert out.returncode == 1, out.stderr
     doc = json.loads(out.stdout)
     row = next(r for r in doc["rows"] if not r["is_baseline"])
-    assert row["metrics"]["mAP_50_95"]["ci95"][1] < 0
-    assert row["ci_excludes_zero"] is True and row["within_max_drop"] is False
-    for key in ("value", "baseline", "delta", "ci95"):
+    assert row["metrics"]["mAP_50_95"]["ci95_pt"][1] < 0
+    assert row["metrics"]["mAP_50_95"]["ci_excludes_zero"] is True and row["within_max_drop"] is False
+    for key in ("value", "baseline", "delta_pt", "ci95_pt", "ci_excludes_zero"):
         assert key in row["metrics"]["mAP_50"]
     assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "CI [" in (tmp_path / "d.md").read_text()
@@ -130,7 +132,7 @@ def test_bad_inputs(baseline_eval, tmp_path: Path):
     assert_one_line_error(run_yqt("compare", "nope", "nada", runs_dir=runs), "unknown run or metrics file: nope")
     empty = runs / "empty"
     empty.mkdir()
-    (empty / "run.json").write_text(json.dumps({"run_id": "empty", "steps": []}))
+    (empty / "run.json").write_text(empty_manifest("empty"))
     assert_one_line_error(
         run_yqt("compare", "empty", str(baseline_eval.metrics_path), runs_dir=runs), "has no evaluations"
     )
@@ -151,3 +153,37 @@ def test_bad_inputs(baseline_eval, tmp_path: Path):
     forced = run_yqt("compare", str(single), "other-set", "--force", "--json", runs_dir=runs)
     assert forced.returncode == 0, forced.stderr
     assert "--force" in forced.stderr
+
+
+def ci_gate(doc: dict) -> int:
+    """The check a CI script writes from the schema alone: fail when any delta_pt < -max_drop_pt."""
+    metric, limit = doc["max_drop_metric"], doc["max_drop_pt"]
+    return 1 if any(row["metrics"][metric]["delta_pt"] < -limit for row in doc["rows"]) else 0
+
+
+@pytest.mark.parametrize("case", ["pass", "fail", "no-ci"])
+def test_max_drop_in_points_agrees_with_delta_pt_and_the_exit_code(case, baseline_eval, w8a16_eval, tmp_path: Path):
+    """w8a16 gains 0.76 pt (pass); shifted boxes lose many points (fail); without a CI the rule is the same."""
+    baseline_run = str(Path(baseline_eval.metrics_path).parents[1])
+    inputs = [baseline_run]
+    if case != "pass":
+        inputs = [str(baseline_eval.metrics_path), str(_degraded_run(baseline_eval, tmp_path / "runs"))]
+    bootstrap = "0" if case == "no-ci" else "100"
+    args = ["compare", *inputs, "--max-drop", "0.5", "--bootstrap", bootstrap]
+    out = run_yqt(*args, "--json", runs_dir=tmp_path / "runs")
+    doc = json.loads(out.stdout)  # run_yqt has validated it against yqt/compare/1
+    assert doc["max_drop_pt"] == 0.5 and doc["max_drop_metric"] == "mAP_50_95"
+    assert out.returncode == ci_gate(doc) == (0 if case == "pass" else 1), out.stderr
+    assert doc["passed"] is (out.returncode == 0)
+    row = next(r for r in doc["rows"] if not r["is_baseline"])
+    assert row["within_max_drop"] is (out.returncode == 0)
+    assert row["verdict"].startswith("PASS: " if case == "pass" else "FAIL: ")
+    if case == "no-ci":
+        assert all(m["ci95_pt"] is None and m["ci_excludes_zero"] is None for m in row["metrics"].values())
+        assert "No CI" in row["verdict"]
+    table = run_yqt(*args, runs_dir=tmp_path / "runs")  # the same rule and outcome on the page
+    assert table.returncode == out.returncode
+    page = " ".join(table.stdout.split())
+    assert row["verdict"].split(". ")[0] in page and "--max-drop 0.5" in page
+    result_lines = table.stdout.strip().splitlines()[-4:]
+    assert any(ln.startswith("PASSED:" if case == "pass" else "FAILED:") for ln in result_lines), table.stdout

@@ -171,8 +171,11 @@ def test_clip_minus7_to_7_is_reported_as_4_bits(tmp_path: Path):
 
 def test_bad_input(tmp_path: Path, baseline_onnx: Path):
     text = tmp_path / "notes.onnx"
-    text.write_text("not a model")
+    text.write_bytes(b"\x08not a model")  # starts like a protobuf, so only parsing can tell
     assert_one_line_error(run_yqt("inspect-graph", str(text), runs_dir=tmp_path), "is not a readable ONNX model")
+    prose = tmp_path / "notes.txt"
+    prose.write_text('{"not": "a model"}')
+    assert_one_line_error(run_yqt("inspect-graph", str(prose), runs_dir=tmp_path), "notes.txt is a JSON or text file")
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(baseline_onnx.read_bytes()[:50_000])
     assert_one_line_error(run_yqt("inspect-graph", str(truncated), runs_dir=tmp_path), "is not a readable ONNX model")

@@ -171,7 +171,7 @@ def test_quantize_random_init_nms_models(config: str, tmp_path: Path):
     assert doc["passed"], doc["failures"]
     assert doc["model"]["family"] == config.removesuffix("n.yaml") and doc["model"]["head"] == "nms"
     assert doc["model"]["batchnorm"].startswith("random init")
-    assert all(c["ok"] for c in doc["gate"]["checks"])
+    assert all(c["passed"] for c in doc["gate"]["checks"])
     contract = next(c["detail"] for c in doc["gate"]["checks"] if c["name"] == "output_contract")
     assert contract.startswith("raw output [1,84,8400]"), contract
     dfl = [d for d in doc["layers"] if d["name"].endswith("dfl.conv")]

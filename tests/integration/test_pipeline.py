@@ -19,8 +19,8 @@ REFERENCE_MAP50 = 0.611
 def test_export_is_verified_and_recorded(baseline_export):
     result = baseline_export
     assert result.onnx.path.name == "yolov10n-baseline-fp32.onnx"
-    assert result.contract.ok
-    assert result.verification.ok and result.verification.max_abs_diff < 1e-2
+    assert result.contract.passed
+    assert result.verification.passed and result.verification.max_abs_diff < 1e-2
     assert result.verification.confident_rows >= 4  # bus.jpg: a bus and people
     assert result.model.class_names_fixed  # the THU-MIG checkpoint carries '0'..'79'
     chosen = [a for a in result.device_choice.attempts if a.outcome == "chosen"]
@@ -69,7 +69,7 @@ def test_smoke_reports_providers_and_detections(baseline_onnx: Path, tmp_path: P
     result = run_yqt("smoke", str(baseline_onnx), "--json", "-n", "3", runs_dir=tmp_path / "runs")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)  # stdout is exactly one JSON document
-    assert doc["contract"]["ok"]
+    assert doc["contract"]["passed"] and doc["passed"] and doc["schema"] == "yqt/smoke/1"
     assert doc["providers"]["used"]
     assert doc["providers"]["requested"][0] == "CUDAExecutionProvider"
     names = [d["class_name"] for d in doc["top_detections"]]

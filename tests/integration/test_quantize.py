@@ -20,10 +20,10 @@ def test_quantize_passes_gate_parity_and_publishes(w8a16):
     assert w8a16.passed, w8a16.failures
     assert w8a16.onnx.path.name == "yolov10n-w8a16-qcdq-ptq.onnx"
     assert w8a16.onnx_opt.path.name == "yolov10n-w8a16-qcdq-ptq-opt.onnx"
-    assert all(c.ok for c in w8a16.gate.checks) and all(c.ok for c in w8a16.gate_opt.checks)
+    assert w8a16.gate.passed and w8a16.gate_opt.passed
     assert w8a16.parity.images == 16 and w8a16.parity.reference_detections >= 30
     assert w8a16.parity.matched_fraction >= 0.99
-    assert w8a16.smoke is not None and w8a16.smoke.contract.ok
+    assert w8a16.smoke is not None and w8a16.smoke.contract.passed
 
 
 def test_dfl_conv_stays_float_and_everything_else_is_quantized(w8a16):

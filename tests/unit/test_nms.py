@@ -23,13 +23,13 @@ from yqt.records import NmsSettings
 )
 def test_both_contracts_are_recognised(shape, kind, nc):
     contract = check_output_shape(shape)
-    assert contract.ok and contract.kind == kind and contract.num_classes == nc, contract
+    assert contract.passed and contract.kind == kind and contract.num_classes == nc, contract
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 640, 640), (1, 84), (1, 8400, 84), (1, 4, 8400)])
 def test_other_shapes_name_the_two_that_are_understood(shape):
     contract = check_output_shape(shape)
-    assert not contract.ok and contract.kind is None
+    assert not contract.passed and contract.kind is None
     assert str(list(shape)) in contract.detail
     assert "[B,N,6]" in contract.detail and "[B,4+nc,A]" in contract.detail
 

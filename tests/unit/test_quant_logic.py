@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -160,3 +161,23 @@ def test_calibration_folder_is_resolved_or_the_error_says_what_to_pass(tmp_path:
     assert "--coco-root DIR" in err.value.hint and "--calib-dir DIR" in err.value.hint
     with pytest.raises(YqtError, match="has no train2017"):
         resolve_calib_dir(None, tmp_path, "w4a8")
+
+
+def test_layer_groups_collapse_same_reason_rows_and_name_the_exceptions():
+    from yqt.records import LayerDecision
+    from yqt.ui import layer_groups
+
+    mode = "w4a16: 4-bit per-channel weights"
+    rows = [LayerDecision(f"model.{i}.conv", "Conv2d", "", True, mode, bits=4) for i in range(80)]
+    rows.append(LayerDecision("model.0.conv", "Conv2d", "", True, "--keep-8bit model.0", bits=8))
+    rows.append(LayerDecision("model.23.dfl.conv", "Conv2d", "", False, "DFL", bits=None))
+    result = SimpleNamespace(mode="w4a16", layers=tuple(rows))
+    assert layer_groups(result) == [
+        "80 convs: int4 (4-bit per-channel weights)",
+        "1 at int8: model.0.conv (--keep-8bit model.0)",
+        "1 kept float: model.23.dfl.conv (DFL)",
+    ]
+    # One reason per layer (a ranking with scores): the list stays short and says what it left out.
+    ranked = [LayerDecision(f"model.{i}.cv", "Conv2d", "", True, f"sensitivity rank {i}", bits=8) for i in range(20)]
+    lines = layer_groups(SimpleNamespace(mode="w4a16", layers=tuple(rows + ranked)))
+    assert len(lines) == 8 and lines[-1] == "and 16 more groups of layers (--verbose lists every layer)"

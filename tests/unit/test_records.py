@@ -11,7 +11,7 @@ from yqt.records import CocoMetrics, EvalConfig, ExportDevice, LatencyStats, Pro
 def test_to_jsonable_handles_nested_records_paths_enums_and_tuples():
     cfg = EvalConfig(onnx=Path("a/b.onnx"), providers=("cuda", "cpu"))
     data = to_jsonable({"cfg": cfg, "device": ExportDevice.CUDA, "nan": float("nan")})
-    assert data["cfg"]["onnx"] == "a/b.onnx"
+    assert data["cfg"]["onnx"] == str(Path("a/b.onnx").absolute())  # absolute in JSON: readable from anywhere
     assert data["cfg"]["providers"] == ["cuda", "cpu"]
     assert data["device"] == "cuda"
     assert data["nan"] is None

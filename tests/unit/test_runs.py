@@ -20,7 +20,8 @@ def test_new_run_is_not_created_until_a_step_starts(tmp_path: Path):
     (entry,) = manifest["steps"]
     assert entry["status"] == "ok" and entry["ended"]
     assert entry["artifacts"][0]["path"] == "onnx/m.onnx"
-    assert json.loads(run.config_path("export").read_text()) == {"a": 1}
+    config = json.loads(run.config_path("export").read_text())
+    assert config == {"schema": "yqt/step-config/1", "step": "export", "a": 1}
     assert "step export finished" in run.log_path("export").read_text()
 
 
@@ -102,7 +103,8 @@ def test_published_files_and_run_folders_follow_the_umask(tmp_path: Path):
     try:
         run = Run.open(tmp_path, "perm")
         with run.step("export", {}):
-            target = atomic_write_json(run.onnx_dir / "x.json", {"v": 1})
+            doc = {"schema": "yqt/error/1", "error": "x", "hint": None, "exit_code": 2}  # any valid yqt document
+            target = atomic_write_json(run.onnx_dir / "x.json", doc)
         assert target.stat().st_mode & 0o777 == 0o644
         assert run.manifest_path.stat().st_mode & 0o777 == 0o644
         assert run.root.stat().st_mode & 0o777 == 0o755

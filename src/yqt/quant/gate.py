@@ -79,7 +79,7 @@ def run_gate(
                           f"ORT CPU fuses {fused} convs into int8 kernels (QLinearConv), {want} expected")
             )  # fmt: skip
     contract = output_contract(onnx.load(str(path), load_external_data=False))
-    checks.append(GateCheck("output_contract", contract.ok, contract.detail))
+    checks.append(GateCheck("output_contract", contract.passed, contract.detail))
     return GateReport(target=label or Path(path).name, checks=tuple(checks))
 
 

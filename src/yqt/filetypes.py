@@ -1,0 +1,51 @@
+"""What a file is, from its first bytes: so a PNG passed as a model is called a PNG, not a bad protobuf."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from yqt.errors import YqtError
+
+# (magic prefix, what it is). Checked in order; ONNX itself has no magic (a protobuf starts with a field tag).
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a zip archive (a PyTorch .pt checkpoint is one)"),
+    (b"\x80\x02", "a Python pickle (an old-style PyTorch checkpoint)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\x7fELF", "an executable (ELF)"),
+)
+_WEBP = (b"RIFF", b"WEBP")
+
+
+def describe(head: bytes) -> str | None:
+    """What the bytes are when they are a known non-ONNX format; ``None`` when they may be ONNX."""
+    if not head:
+        return "an empty file"
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    if head[:4] == _WEBP[0] and head[8:12] == _WEBP[1]:
+        return "a WebP image"
+    text = head.lstrip()[:1]
+    if text in (b"{", b"["):
+        return "a JSON or text file"
+    return None
+
+
+def require_onnx_file(path: Path) -> None:
+    """Refuse, in one line that names what the file is, anything that is plainly not an ONNX model."""
+    path = Path(path)
+    if not path.is_file():
+        raise YqtError(f"ONNX model not found: {path}", "pass the path of an .onnx file, e.g. runs/<id>/onnx/*.onnx")
+    with open(path, "rb") as fh:
+        what = describe(fh.read(16))
+    if what is not None:
+        raise YqtError(
+            f"{path.name} is {what}, not an ONNX model",
+            "pass an .onnx file (yqt export and yqt quantize write them under runs/<id>/onnx/)",
+        )

@@ -1,0 +1,105 @@
+"""The published JSON schemas: generated from the records, valid JSON Schema, and frozen per version.
+
+The snapshot below is the contract with every script that reads yqt's JSON: a schema file whose
+content changes keeps its hash here only if its version changes too. To change a document on purpose:
+bump ``SCHEMA`` of its record (``yqt/eval/1`` → ``yqt/eval/2``), run ``python -m yqt.schema --write``,
+keep the old file, and add the new file's hash below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from yqt import schema
+from yqt.schema import SCHEMA_DIR
+
+SNAPSHOT = {
+    "compare-1.json": "0a1844d2386a2353332a6296128a7baca17d31ffd2f753e7c483a9c4a5b2a5fc",
+    "error-1.json": "18665d15fe167b52ff23b0cfb6382377a1d9bc406e3572d0fb364a60ecd7b0e9",
+    "eval-1.json": "ec1a687bd417dd42815a1b62ce120247388cb86de61215f4d6416e5613118bb5",
+    "export-1.json": "d409284d517d3ba4bb539718f3adc3328c811adb931f5b175fa5325a8ae38a1c",
+    "graph-1.json": "568885415e9ff2075f1c5c1dedb835172292ad959ea19c9c0c169207f79cdddd",
+    "image-ids-1.json": "80f2f9d1541c6afb79901344b71aeeecea22c32e6de7ffc989fc21f80de4e7b8",
+    "quantize-1.json": "7eed56f343e1c251a00bd9c77fc5378c88d86912df6c52c5526284fa7ecdddc4",
+    "run-1.json": "87a8d074939bb05868cf7180dd1ab7af6c93a6c650de1adf8c9c4059b78b7e89",
+    "sensitivity-1.json": "64713731abf30e7b1e5e813dbbe869570bfd8e62a76e7c4aa41d3bc3b6331c8d",
+    "smoke-1.json": "db0fedf758e101206cbe06f083930c768e90863c8f1b0694b547bc1009c67935",
+    "step-config-1.json": "a7cb9314db778573fd1211b0ba8014b3203df230a0cd7906754c4ea1ec532811",
+}
+
+
+def _canonical_hash(text: str) -> str:
+    """The schema's content, not its layout: key order and white space do not count."""
+    return hashlib.sha256(json.dumps(json.loads(text), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _published() -> dict[str, str]:
+    return {p.name: _canonical_hash(p.read_text()) for p in sorted(SCHEMA_DIR.glob("*.json"))}
+
+
+def test_no_published_schema_changes_without_a_version_bump():
+    published = _published()
+    changed = [name for name, digest in SNAPSHOT.items() if name in published and published[name] != digest]
+    missing = [name for name in SNAPSHOT if name not in published]
+    unlisted = [name for name in published if name not in SNAPSHOT]
+    current = "\n".join(f'    "{n}": "{d}",' for n, d in published.items())
+    assert not changed, (
+        f"{changed} changed without a new version: a script reading them would break. Bump the record's "
+        f"SCHEMA version instead (see this module's docstring). Current hashes:\n{current}"
+    )
+    assert not missing, f"{missing} were published once; keep them for documents already written"
+    assert not unlisted, f"new schema files {unlisted}: add them to SNAPSHOT. Current hashes:\n{current}"
+
+
+def test_record_schemas_are_generated_from_the_records_as_they_are():
+    stale = [p.name for p, text in schema.generated_schemas().items() if not p.is_file() or p.read_text() != text]
+    assert not stale, f"{stale} no longer match their records: run python -m yqt.schema --write (and bump the version)"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SCHEMA_DIR.glob("*.json")))
+def test_each_schema_is_valid_json_schema_named_for_its_file(name: str):
+    import jsonschema
+
+    doc = json.loads((SCHEMA_DIR / name).read_text())
+    jsonschema.Draft202012Validator.check_schema(doc)
+    kind, version = name.removesuffix(".json").rsplit("-", 1)
+    assert doc["$id"] == f"yqt/{kind}/{version}"
+    assert doc["properties"]["schema"] == {"const": doc["$id"]}
+
+
+def test_every_document_record_names_a_published_schema():
+    for dotted in schema.DOCUMENT_RECORDS:
+        cls = schema.record_class(dotted)
+        assert schema.schema_file(cls.SCHEMA).is_file(), cls.SCHEMA
+
+
+def test_units_are_said_in_the_keys_and_once_in_the_schema():
+    compare = json.loads((SCHEMA_DIR / "compare-1.json").read_text())
+    delta = compare["$defs"]["MetricDelta"]
+    assert {"value", "baseline", "delta_pt", "ci95_pt", "ci_excludes_zero"} == set(delta["properties"])
+    assert "points" in delta["description"] and "fractions" in delta["description"]
+    assert "max_drop_pt" in compare["properties"] and "max_drop_metric" in compare["properties"]
+    evaluation = json.loads((SCHEMA_DIR / "eval-1.json").read_text())
+    assert "Fractions in [0, 1]" in evaluation["$defs"]["CocoMetrics"]["description"]
+    assert evaluation["properties"]["model"]["properties"]["yqt.imgsz"] == {"type": "integer"}
+
+
+def test_every_check_result_has_passed():
+    for name in ("export-1.json", "quantize-1.json", "smoke-1.json", "compare-1.json"):
+        assert "passed" in json.loads((SCHEMA_DIR / name).read_text())["required"], name
+    defs = json.loads((SCHEMA_DIR / "quantize-1.json").read_text())["$defs"]
+    for record in ("GateCheck", "GateReport", "ContractCheck", "ExportVerification", "ParityReport"):
+        assert "passed" in defs[record]["required"], record
+
+
+def test_error_document_validates_and_a_document_without_schema_does_not():
+    import jsonschema
+
+    schema.validate(schema.error_document("photo.png is a PNG image, not an ONNX model", "pass an .onnx file", 2))
+    with pytest.raises(jsonschema.ValidationError):
+        schema.validate({"error": "x"})
+    with pytest.raises(jsonschema.ValidationError):
+        schema.validate({"schema": "yqt/error/1", "error": "x", "hint": None, "exit_code": "2"})
