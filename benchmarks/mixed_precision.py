@@ -91,10 +91,12 @@ def main() -> None:
         print(f"sensitivity sweep: {time.perf_counter() - t:.0f} s for {len(sweep.layers)} layers ({where})")
         print("  top 10: " + ", ".join(r.name for r in sweep.ranked()[:10]), flush=True)
 
-        configs: list[tuple[str, str, float | None]] = [("w4a16", "w4a16 pure 4-bit", None)]
-        configs += [("w4a16", f"w4a16 --target-bits {t}", float(t)) for t in args.targets.split(",")]
+        # The must-show targets first, so an interrupted run still has them; the plot is redrawn after each.
+        targets = sorted((float(t) for t in args.targets.split(",")), key=lambda t: (t not in (4.5, 5.0), t))
+        configs: list[tuple[str, str, float | None]] = [("w4a16", f"w4a16 --target-bits {t}", t) for t in targets[:2]]
         configs += [("w4a8", f"w4a8 --target-bits {args.w4a8_target}", args.w4a8_target)]
-        configs += [("w8a16", "w8a16 pure 8-bit", None)]
+        configs += [("w8a16", "w8a16 pure 8-bit", None), ("w4a16", "w4a16 pure 4-bit", None)]
+        configs += [("w4a16", f"w4a16 --target-bits {t}", t) for t in targets[2:]]
         points, achieved = [], {}
         for mode, label, target in configs:
             cfg = QuantizeConfig(
@@ -119,7 +121,7 @@ def main() -> None:
                 + (f"  PyTorch fake-quant {torch_ref:.4f}" if torch_ref is not None else ""),
                 flush=True,
             )  # fmt: skip
-        plot(points, float_map, PLOT)
+            plot(points, float_map, PLOT)
         print(f"\nplot: {PLOT}")
         print("must show:")
         for (mode, target), need in MUST.items():
