@@ -203,3 +203,20 @@ def test_copy_of_json_keeps_working(sweep_cli: dict, tmp_path: Path):
     shutil.copy(sweep_cli["json_path"], copy)
     rows = load_ranking(copy, load_detector(), [r["name"] for r in sweep_cli["layers"]], 4)
     assert len(rows) == 82
+
+
+def test_sensitivity_output_at_80_columns(calib4, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The ranked table, the check on labels and the result block fit 80 columns, words whole."""
+    import yqt.sensitivity
+    from tests.integration.test_output import _check
+    from yqt.models import load_detector
+    from yqt.records import SensitivityConfig
+
+    detector = load_detector()
+    cfg = SensitivityConfig(calib_images=IMAGES, batch=IMAGES)
+    result = yqt.sensitivity.measure(detector, calib4, cfg)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("YQT_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(yqt.sensitivity, "sensitivity", lambda cfg, run, progress: result)
+    text = _check(["sensitivity", "--top", "10"], 0, "OK", "ranked 82 layers", "most sensitive")
+    assert "top 10 of 82" in text
