@@ -59,7 +59,7 @@ from yqt.records import (
     StorageReport,
     to_jsonable,
 )
-from yqt.runs import Run, atomic_write_json, file_artifact, json_bytes, maybe_step, record_artifact
+from yqt.runs import Run, atomic_write_json, file_artifact, json_bytes, maybe_step, record_artifact, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def _mixed_precision(
     measured = None
     if cfg.sensitivity is not None:
         ranking = sens.load_ranking(cfg.sensitivity, detector, low, mode.weight_bits)
-        source, digest = Path(cfg.sensitivity).resolve(), sens.file_sha256(cfg.sensitivity)
+        source, digest = Path(cfg.sensitivity).resolve(), sha256_file(Path(cfg.sensitivity))
     else:
         images = calibrate.first_images(calib, cfg.sensitivity_images)
         scfg = SensitivityConfig(
@@ -264,9 +264,7 @@ def _mixed_precision(
         measured = sens.measure(detector, images, scfg, report)
         ranking = {r.name: to_jsonable(r) for r in measured.layers}
         source, digest = None, hashlib.sha256(json_bytes(measured)).hexdigest()
-    promoted, mixed_report = sens.choose_mixed_precision(
-        detector, before, ranking, cfg.target_bits, source, digest
-    )
+    promoted, mixed_report = sens.choose_mixed_precision(before, ranking, cfg.target_bits, source, digest)
     return replace(plan, promoted=promoted), mixed_report, measured
 
 
@@ -409,18 +407,20 @@ def quantize(
             size = _size_report(target, opt_target, run, detector.stem, detector.info.parameters)
             record_artifact(step, onnx_art, "onnx")
             record_artifact(step, opt_art, "onnx-opt")
+        mixed_report = prepared.mixed_precision
+        if run is not None and prepared.sensitivity is not None:
+            # Written as hashed in prepare(), so the report's sha256 is this file's.
+            ranking = atomic_write_json(run.root / "sensitivity" / f"{name}.json", prepared.sensitivity)
+            record_artifact(step, ranking, "sensitivity")
+            mixed_report = replace(mixed_report, sensitivity=ranking)
         result = QuantizeResult(
             mode=mode.name, model=detector.info, layers=decisions, device_choice=outcome.choice,
             verification=outcome.verification, gate=gate, gate_opt=gate_opt, parity=parity_report, onnx=onnx_art,
             onnx_opt=opt_art, size=size, smoke=None, passed=not failures, failures=tuple(failures),
             warnings=tuple(notes), timings=timings, mean_weight_bits=mean_bits,
             calibration=calib, activations=act_report, storage=store, gptq_layers=prepared.gptq_layers,
-            mixed_precision=prepared.mixed_precision, config=cfg,
+            mixed_precision=mixed_report, config=cfg,
         )  # fmt: skip
-        if run is not None and prepared.sensitivity is not None:
-            ranking = run.root / "sensitivity" / f"{name}.json"
-            record_artifact(step, atomic_write_json(ranking, replace(prepared.sensitivity, json_path=ranking)),
-                            "sensitivity")  # fmt: skip
         if run is not None:  # saved whether it passed or not: a failed gate is evidence too
             record_artifact(step, atomic_write_json(run.root / "quantize" / f"{name}.json", result), "quantize-result")
         if step is not None:

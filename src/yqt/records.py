@@ -708,6 +708,6 @@ class MixedPrecisionReport:
     mean_bits: float  # achieved, parameter-weighted, float layers at 32
     floor_bits: float  # with nothing promoted
     promoted: tuple[PromotedLayer, ...]
-    sensitivity: Path | None  # the JSON it came from (None: measured in this run, see sensitivity_sha256)
+    sensitivity: Path | None  # the ranking JSON (measured by quantize: saved in its run; None without a run)
     sensitivity_sha256: str
     rule: str

@@ -18,8 +18,8 @@ from typing import Any
 from yqt.errors import YqtError
 from yqt.models import LoadedDetector, load_detector
 from yqt.quant import calibrate
-from yqt.records import CalibrationSet, LayerSensitivity, SensitivityConfig, SensitivityResult, to_jsonable
-from yqt.runs import Run, atomic_write_bytes, atomic_write_json, maybe_step, record_artifact, sha256_file
+from yqt.records import CalibrationSet, LayerSensitivity, SensitivityConfig, SensitivityResult
+from yqt.runs import Run, atomic_write_bytes, atomic_write_json, maybe_step, record_artifact
 
 ProgressFn = Callable[[int, int], None]
 
@@ -168,10 +168,6 @@ def load_ranking(path: Path, detector: LoadedDetector, layers: Sequence[str], bi
     return rows
 
 
-def file_sha256(path: Path) -> str:
-    return sha256_file(Path(path))
-
-
 # ------------------------------------------------------------------------------------ the chart
 
 
@@ -206,15 +202,10 @@ def bar_chart_png(result: SensitivityResult) -> bytes:
     return buf.getvalue()
 
 
-def to_json(result: SensitivityResult) -> dict[str, Any]:
-    return to_jsonable(result)
-
-
 # ------------------------------------------------------------------------------------ mixed precision
 
 
 def choose_mixed_precision(
-    detector: LoadedDetector,
     decisions: Sequence[Any],
     ranking: dict[str, Any],
     target_bits: float,

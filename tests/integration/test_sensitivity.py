@@ -42,21 +42,29 @@ def _measure(detector, calib):
     return measure(detector, calib, SensitivityConfig(calib_images=IMAGES, batch=IMAGES))
 
 
-def test_a_quantization_hostile_layer_ranks_first_and_the_model_is_left_untouched(calib4):
+def test_a_broken_layer_ranks_first_and_the_model_is_left_untouched(calib4, monkeypatch: pytest.MonkeyPatch):
+    """A probe whose low-bit weight is 100x off must top the ranking: the sweep attributes the error
+    to the layer that made it (block caching, hooks and undo included), and leaves every weight as it was."""
     import torch
 
+    import yqt.quant.sensitivity as probe
     from yqt.models import load_detector
 
     detector = load_detector()
     module = detector.module
     victim = "model.8.m.0.cv1.conv"  # a large mid-network layer that ranks low on the real weights
-    layer = module.get_submodule(victim)
-    with torch.no_grad():
-        # One outlier per output channel: 4-bit absmax scales then round every other weight to zero.
-        layer.weight[:, 0, 0, 0] = layer.weight.abs().amax(dim=(1, 2, 3)) * 100
+    real = probe.quantized_weight
+
+    def broken_for_victim(layer, bits):
+        weight = real(layer, bits)
+        return weight * 100 if layer is module.get_submodule(victim) else weight
+
+    monkeypatch.setattr(probe, "quantized_weight", broken_for_victim)
     before = {k: v.clone() for k, v in module.state_dict().items()}
     result = _measure(detector, calib4)
-    assert result.ranked()[0].name == victim, [r.name for r in result.ranked()[:5]]
+    ranked = result.ranked()
+    assert ranked[0].name == victim, [r.name for r in ranked[:5]]
+    assert ranked[0].score > 2 * ranked[1].score
     after = module.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "a probe left a weight changed"
 
@@ -120,11 +128,14 @@ def test_the_json_feeds_quantize_and_the_budget_holds(sweep_cli: dict, session_r
     candidates = [Candidate(n, rows[n]["score"], params[n]) for n in params if bits[n] == 4.0]
     assert set(choose_high_precision(candidates, bits, params, 4.5).high) == eight
     assert mixed["sensitivity"] == sweep_cli["json_path"]
-    # inspect-graph reads the same bits back from the file.
+    # inspect-graph reads the same bits back from the file, layer by layer.
     census = run_yqt("inspect-graph", doc["onnx"]["path"], "--json", runs_dir=session_runs)
-    got = {layer["name"].split("/")[1] if "/" in layer["name"] else layer["name"]: layer["weight_bits"]
-           for layer in json.loads(census.stdout)["layers"] if layer["has_weight"]}  # fmt: skip
-    assert sorted(got.values(), key=str).count(8) == len(eight)
+    from yqt.graph import module_path
+
+    layers = [layer for layer in json.loads(census.stdout)["layers"] if layer["has_weight"]]
+    bits = {module_path(layer["name"]): layer["weight_bits"] for layer in layers}
+    assert {m for m, b in bits.items() if b == 8} == eight
+    assert {m for m, b in bits.items() if b == 4} == {d["name"] for d in doc["layers"] if d["bits"] == 4}
 
 
 @pytest.mark.parametrize("target", ["3.5", "8.5"])
@@ -220,3 +231,23 @@ def test_sensitivity_output_at_80_columns(calib4, tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(yqt.sensitivity, "sensitivity", lambda cfg, run, progress: result)
     text = _check(["sensitivity", "--top", "10"], 0, "OK", "ranked 82 layers", "most sensitive")
     assert "top 10 of 82" in text
+
+
+def test_target_bits_measures_the_ranking_itself_and_saves_it(session_runs: Path, coco_root: Path):
+    from yqt.quantize import quantize
+    from yqt.records import QuantizeConfig
+    from yqt.runs import Run, sha256_file
+
+    cfg = QuantizeConfig(
+        mode="w4a16", gptq=False, target_bits=5.0, coco_root=coco_root, calib_images=IMAGES, sensitivity_images=2,
+        parity_images=coco_root / "val2017", parity_max_images=2, providers=("cpu",), device="cpu",
+    )  # fmt: skip
+    result = quantize(cfg, Run.open(session_runs, "sens-measured"))
+    assert result.passed, result.failures
+    mixed = result.mixed_precision
+    assert mixed.sensitivity == session_runs / "sens-measured" / "sensitivity" / "yolov10n-w4a16-qcdq-ptq.json"
+    assert sha256_file(mixed.sensitivity) == mixed.sensitivity_sha256  # the file the choice was made from
+    saved = json.loads(mixed.sensitivity.read_text())
+    assert saved["schema"] == "yqt/sensitivity/1" and len(saved["images"]["images"]) == 2
+    assert 4.9 < result.mean_weight_bits <= 5.0
+    assert {d.name for d in result.layers if d.bits == 8} == {p.name for p in mixed.promoted}
