@@ -594,10 +594,12 @@ _LAYER_COLUMNS = ("node", "op", "weight", "bits", "granularity", "act quant (sca
 def _minority_bit_widths(layers: Sequence[Any]) -> dict[int, list[str]]:
     """Module names of every weight bit width but the most common one, when a model mixes them
     (a --target-bits model: its 8-bit layers beside the 4-bit majority)."""
+    from yqt.graph import module_path
+
     groups: dict[int, list[str]] = {}
     for layer in layers:
         if layer.weight_quantized and layer.weight_bits is not None:
-            groups.setdefault(layer.weight_bits, []).append(layer.module or layer.name)
+            groups.setdefault(layer.weight_bits, []).append(module_path(layer.name))
     if len(groups) < 2:
         return {}
     majority = max(groups, key=lambda b: len(groups[b]))
