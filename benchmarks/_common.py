@@ -44,3 +44,12 @@ def yqt(*args: str) -> list[str]:
 def export_baseline(runs_dir: Path, run_id: str = "bench") -> Path:
     _, proc = timed_process(yqt("export", "--runs-dir", str(runs_dir), "--run", run_id, "--json"))
     return Path(json.loads(proc.stdout)["onnx"]["path"]).resolve()
+
+
+def ort_map(path: Path, coco: Path, max_images: int, run) -> float:
+    """ORT CPU mAP50-95 of one ONNX on the first ``max_images`` dev ids, recorded in ``run``."""
+    from yqt.evaluate import evaluate
+    from yqt.records import EvalConfig
+
+    cfg = EvalConfig(onnx=path, coco_root=coco, max_images=max_images, providers=("cpu",))
+    return evaluate(cfg, run).metrics.mAP_50_95

@@ -68,10 +68,9 @@ def main() -> None:
     args = parser.parse_args()
     coco = coco_root_or_exit()
 
-    from yqt.evaluate import evaluate
     from yqt.export import export_baseline
     from yqt.quantize import prepare, quantize
-    from yqt.records import EvalConfig, ExportConfig, QuantizeConfig, SensitivityConfig
+    from yqt.records import ExportConfig, QuantizeConfig, SensitivityConfig
     from yqt.runs import Run
     from yqt.sensitivity import sensitivity
 
@@ -80,8 +79,7 @@ def main() -> None:
         base = export_baseline(ExportConfig(device="cpu"), run)
 
         def score(path: Path) -> float:
-            cfg = EvalConfig(onnx=path, coco_root=coco, max_images=args.max_images, providers=("cpu",))
-            return evaluate(cfg, run).metrics.mAP_50_95
+            return ort_map(path, coco, args.max_images, run)
 
         float_map = score(base.onnx.path)
         print(f"float mAP50-95 {float_map:.4f}", flush=True)

@@ -308,13 +308,9 @@ def verify_ranking(
     chosen = result.ranked()[:top]
     maps = []
     for i, row in enumerate(chosen, 1):
-        layer = module.get_submodule(row.name)
-        original = layer.weight.data
-        try:
-            layer.weight.data = probe.quantized_weight(layer, result.bits)
+        low_bit = probe.quantized_weight(module.get_submodule(row.name), result.bits)
+        with probe.swapped_weight(module, row.name, low_bit):
             maps.append(_model_map(module, prepared, coco, ids, categories))
-        finally:
-            layer.weight.data = original
         if progress is not None:
             progress(i, len(chosen))
     drops = [100.0 * (float_map - m) for m in maps]

@@ -18,8 +18,9 @@ other layer at 4 bits, four rounds of picks: 0.351 at 4.5).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,6 +163,18 @@ class _InputFakeQuant:
         return ((q - self.zero) * self.scale, *inputs[1:])
 
 
+@contextlib.contextmanager
+def swapped_weight(module: Any, name: str, weight: Any) -> Iterator[Any]:
+    """``name``'s weight replaced by ``weight`` inside the block; the very same tensor put back after."""
+    layer = module.get_submodule(name)
+    original = layer.weight.data
+    layer.weight.data = weight
+    try:
+        yield layer
+    finally:
+        layer.weight.data = original
+
+
 def probe_layer(
     module: Any,
     name: str,
@@ -176,23 +189,18 @@ def probe_layer(
     import torch
 
     t0 = time.perf_counter()
-    layer = module.get_submodule(name)
-    original = layer.weight.data
     hook = None
     error = 0.0
-    try:
-        layer.weight.data = weight
-        if input_range is not None:
-            hook = layer.register_forward_pre_hook(_InputFakeQuant(*input_range))
-        start = block_index(name)
-        with torch.no_grad():
+    with swapped_weight(module, name, weight) as layer, torch.no_grad():
+        try:
+            if input_range is not None:
+                hook = layer.register_forward_pre_hook(_InputFakeQuant(*input_range))
             for cache, ref in zip(caches, reference, strict=True):
-                cache.run_from(start)
+                cache.run_from(block_index(name))
                 error += head_error(tap.take(), ref)
-    finally:
-        layer.weight.data = original
-        if hook is not None:
-            hook.remove()
+        finally:
+            if hook is not None:
+                hook.remove()
     return ProbeScore(name, error / len(caches), time.perf_counter() - t0)
 
 
