@@ -301,10 +301,6 @@ def eval_(
     out.result(result, render_eval)
 
 
-def _not_yet(command: str, issue: str) -> None:
-    raise YqtError(f"'yqt {command}' is not implemented yet", f"it arrives with the {issue} issue")
-
-
 @app.command(cls=_Command)
 def quantize(
     mode: Annotated[
@@ -572,6 +568,84 @@ def compare(
             f"ΔmAP50-95 below -{max_drop:g} pt (--max-drop {max_drop:g}) for: "
             + ", ".join(r.label for r in result.rows if r.within_max_drop is False)
         )
+        raise typer.Exit(1)
+
+
+@app.command(cls=_Command)
+def pipeline(
+    modes: Annotated[
+        str, typer.Option("--modes", help="Quantization modes, comma-separated: w8a16, w8a8, w4a16, w4a8.")
+    ] = "w8a16,w8a8",
+    coco_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--coco-root",
+            help="COCO root: calibration on its train2017/, evaluation on val2017/. Without it, only "
+            "the steps that need no data run.",
+            show_default="none",
+        ),
+    ] = None,
+    max_images: Annotated[
+        int | None,
+        typer.Option("--max-images", metavar="N", help="Score the first N image ids.", show_default="all"),
+    ] = None,
+    image_ids_list: Annotated[
+        Path | None,
+        typer.Option("--image-ids-list", help="File of image ids to score (one per line).", show_default="none"),
+    ] = None,
+    weights: Weights = None,
+    imgsz: Imgsz = 640,
+    device: Device = "auto",
+    calib_dir: Annotated[
+        Path | None,
+        typer.Option("--calib-dir", help="Calibration image folder.", show_default="<coco-root>/train2017"),
+    ] = None,
+    calib_images: Annotated[
+        int, typer.Option("--calib-images", metavar="N", help="Calibration images: the first N files by name.")
+    ] = 64,
+    target_bits: Annotated[
+        float | None,
+        typer.Option(
+            "--target-bits",
+            metavar="BITS",
+            help="4-bit modes: keep the most sensitive layers at 8 bits up to this mean weight bits.",
+            show_default="all 4-bit",
+        ),
+    ] = None,
+    providers: Providers = "cuda,cpu",
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", metavar="N", help="Paired bootstrap resamples (0: no CI).")
+    ] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    max_drop: Annotated[
+        float | None,
+        typer.Option("--max-drop", metavar="PT", help="The verdict's limit on ΔmAP50-95, in mAP points."),
+    ] = 1.0,
+    runs_dir: RunsDir = None,
+    run: RunId = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Export, quantize each mode, smoke, evaluate, compare and report, in one run; a rerun redoes only
+    what changed. Exit 1 if any step failed."""
+    from yqt.pipeline import run_pipeline, step_count, validate_pipeline_config
+    from yqt.records import PipelineConfig
+    from yqt.runs import Run
+    from yqt.runtime import parse_providers
+    from yqt.ui import render_pipeline
+
+    out = _output(json_output)
+    cfg = validate_pipeline_config(PipelineConfig(
+        modes=tuple(m for m in modes.replace(" ", "").split(",") if m), weights=weights, imgsz=imgsz,
+        device=_device(device), coco_root=coco_root, calib_dir=calib_dir, calib_images=calib_images,
+        target_bits=target_bits, max_images=max_images, image_ids_list=image_ids_list,
+        providers=parse_providers(providers), bootstrap=bootstrap, seed=seed, max_drop_pt=max_drop,
+    ))  # fmt: skip
+    target = Run.open(runs_dir, run)
+    with out.work(), out.pipeline(step_count(cfg)) as events:
+        result = run_pipeline(cfg, target, events)
+    out.result(result, render_pipeline)
+    if not result.passed:
+        out.failure("step(s) failed: " + ", ".join(s.name for s in result.steps if s.status.value == "failed"))
         raise typer.Exit(1)
 
 

@@ -711,3 +711,64 @@ class MixedPrecisionReport:
     sensitivity: Path | None  # the ranking JSON (measured by quantize: saved in its run; None without a run)
     sensitivity_sha256: str
     rule: str
+
+
+# --------------------------------------------------------------------------------------------- pipeline
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    modes: tuple[str, ...] = ("w8a16", "w8a8")
+    weights: str | None = None
+    imgsz: int = 640
+    device: ExportDevice = ExportDevice.AUTO
+    coco_root: Path | None = None  # None (or a folder that is not there): only the steps that need no data
+    calib_dir: Path | None = None  # None: <coco_root>/train2017
+    calib_images: int = 64
+    target_bits: float | None = None  # for the 4-bit modes: the mean weight bits of the mixed precision
+    max_images: int | None = None
+    image_ids_list: Path | None = None
+    providers: tuple[str, ...] = ("cuda", "cpu")
+    bootstrap: int = 1000
+    seed: int = 0
+    max_drop_pt: float | None = 1.0
+
+
+class StepStatus(str, enum.Enum):
+    DONE = "done"  # ran now and finished
+    REUSED = "reused"  # a finished step with the same fingerprint was kept
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not run: missing data, or a step it needs failed or was skipped
+
+
+@dataclass(frozen=True)
+class PipelineStep:
+    name: str  # the step's name in run.json: export, quantize-w8a8, smoke-<model>, eval-<model>, compare, report
+    status: StepStatus
+    reason: str | None = None  # why it failed or was skipped, in one line (with what to pass, when data is missing)
+    fingerprint: str | None = None  # sha256 of its config and input hashes
+    seconds: float = 0.0
+    outputs: tuple[str, ...] = ()  # the files it made, relative to the run folder
+    note: str | None = None  # e.g. why a step recorded as running was rerun
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    SCHEMA: ClassVar[str] = "yqt/pipeline/1"
+
+    run_id: str
+    run_root: Path
+    config: PipelineConfig
+    steps: tuple[PipelineStep, ...]
+    passed: bool  # no step failed (skipped ones do not fail the pipeline)
+    seconds: float
+    compare: Mapping[str, Any] | None = field(
+        default=None,
+        metadata={"description": "the compare step's result document (yqt/compare/*), when it ran or was reused"},
+    )
+    report: Path | None = None  # report/index.html
+    created: str = ""
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+    def count(self, status: StepStatus) -> int:
+        return sum(s.status is status for s in self.steps)

@@ -17,6 +17,7 @@ starts, so bad input rejected up front leaves no empty run behind.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as _dt
 import hashlib
 import json
@@ -24,9 +25,11 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
+import types
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,36 @@ RUNS_DIR_ENV = "YQT_RUNS_DIR"
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 log = logging.getLogger(__name__)
+
+# Extra fields for the next step of a given name, set by a caller that runs library stages (the
+# pipeline's fingerprints): the stages open their own steps, on Run objects of their own.
+_STEP_TAGS: contextvars.ContextVar[Mapping[str, Mapping[str, Any]]] = contextvars.ContextVar(
+    "yqt_step_tags", default=types.MappingProxyType({})
+)
+
+
+@contextlib.contextmanager
+def step_tags(name: str, **fields: Any) -> Iterator[None]:
+    """Record ``fields`` in every step called ``name`` started inside this block."""
+    token = _STEP_TAGS.set({**_STEP_TAGS.get(), name: fields})
+    try:
+        yield
+    finally:
+        _STEP_TAGS.reset(token)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
 
 
 def now_iso() -> str:
@@ -322,7 +355,7 @@ class Run:
             steps = [s for s in manifest["steps"] if s.get("id") != record["id"]]
             steps.append(record)
             manifest["steps"] = steps
-            manifest.setdefault("schema", RUN_MANIFEST)  # runs made before the schema get it on their next step
+            manifest["schema"] = RUN_MANIFEST  # rewritten whole, so it is the current version
             atomic_write_json(self.manifest_path, manifest)
 
     @contextlib.contextmanager
@@ -347,6 +380,10 @@ class Run:
             "ended": None,
             "status": "running",
             "artifacts": [],
+            # Who runs it: a "running" step whose process is gone was killed, not still at work.
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            **_STEP_TAGS.get().get(name, {}),
         }
         self._save_step(record)
         handle = StepHandle(name, self.root)
@@ -374,6 +411,20 @@ class Run:
             finally:
                 record.update(ended=now_iso(), artifacts=handle.artifacts, summary=to_jsonable(handle.summary))
                 self._save_step(record)
+
+    def latest_step(self, name: str) -> dict[str, Any] | None:
+        """The most recently started record of step ``name``, or ``None``."""
+        records = [(s.get("started") or "", i, s) for i, s in enumerate(self.manifest().get("steps", []))]
+        return max((r for r in records if r[2].get("name") == name), default=(None, None, None))[2]
+
+    def record_failure(self, name: str, config: Any, error: str) -> None:
+        """A step that failed before it could start (its input was refused), so the run shows it."""
+        with contextlib.suppress(_Refused), self.step(name, config):
+            raise _Refused(error)
+
+
+class _Refused(Exception):
+    pass
 
 
 def _new_manifest(run_id: str, created: str | None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import io
 import json
 import sys
 import textwrap
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,43 @@ class Output:
 
         try:
             yield update
+        finally:
+            if bar.live.is_started:
+                bar.stop()
+
+    @contextlib.contextmanager
+    def pipeline(self, total: int) -> Iterator[Any]:
+        """One display for a whole pipeline: an overall bar over the steps, a bar for the current
+        step's phase, and a line per finished step above them. Yields :class:`PipelineEvents`."""
+        from yqt.pipeline import PipelineEvents
+
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.err,
+        )
+        overall = bar.add_task("pipeline", total=total)
+        phase = bar.add_task("", total=None, visible=False)
+
+        def started(name: str, index: int, count: int) -> None:
+            if not bar.live.is_started:
+                bar.start()
+            bar.update(overall, description=f"step {index}/{count} {name}")
+            bar.reset(phase, total=None, visible=False)
+
+        def progress(what: str, done: int, count: int) -> None:
+            bar.update(phase, description=f"  {what}", completed=done, total=count, visible=True)
+
+        def finished(step: Any) -> None:
+            bar.update(phase, visible=False)
+            bar.advance(overall)
+            for line in step_lines(step, View(width=self.err.width), reasons=step.status.value == "failed"):
+                bar.console.print(line, soft_wrap=True)
+
+        try:
+            yield PipelineEvents(started=started, progress=progress, finished=finished)
         finally:
             if bar.live.is_started:
                 bar.stop()
@@ -326,6 +363,68 @@ def render_smoke(result: SmokeResult, view: View) -> list[Any]:
     rows = [("failure", result.failure)] if result.failure else []
     return [providers_table(result.providers), _provider_notes(view, result.providers), dets, details,
             result_block(view, result.passed, headline, rows)]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ pipeline
+
+_STEP_STYLE = {"done": "green", "reused": "cyan", "failed": "bold red", "skipped": "yellow"}
+
+
+def step_lines(step: Any, view: View, reasons: bool = True) -> list[Text]:
+    """``done    eval-yolov10n-w8a8   14.2 s`` and, under it, why it failed or was skipped."""
+    status = step.status.value
+    secs = f"{step.seconds:.1f} s" if status == "done" else ""
+    head = Text(f"{status.upper() if status == 'failed' else status:<8}", style=_STEP_STYLE[status])
+    name_width = max(view.width - 8 - 10, 20)
+    head.append(f"{step.name:<{min(40, name_width)}} {secs:>8}".rstrip())
+    lines = [head]
+    for extra in (step.reason, step.note) if reasons else ():
+        if extra:
+            lines += [Text(ln) for ln in wrapped(extra, view.width, indent=" " * 8)]
+    return lines
+
+
+def _pipeline_compare(doc: Mapping[str, Any], columns: Sequence[str]) -> Table:
+    table = _table("Against the baseline (mAP50-95; Δ in points, 95% CI)")
+    for col in columns:
+        _col(table, col, justify="left" if col in ("model", "mode") else "right")
+    for row in doc.get("rows", []):
+        m = row["metrics"]["mAP_50_95"]
+        ci = m.get("ci95_pt")
+        cells = {
+            "model": row.get("name", row["label"]),
+            "mode": row.get("mode", ""),
+            "mAP50-95": f"{m['value']:.4f}",
+            "Δ pt": "" if row.get("is_baseline") else signed(m["delta_pt"]),
+            "95% CI": f"[{signed(ci[0], 1)}, {signed(ci[1], 1)}]" if ci else "",
+            "verdict": "baseline" if row.get("is_baseline") else
+                {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "-"}[row.get("within_max_drop")],
+        }  # fmt: skip
+        table.add_row(*(cells[c] for c in columns))
+    return table
+
+
+def render_pipeline(result: Any, view: View) -> list[Any]:
+    steps = Block(view)
+    steps.line("[bold]Steps[/]")
+    for step in result.steps:
+        steps.lines += step_lines(step, view)
+    items: list[Any] = [steps]
+    if result.compare:
+        columns = ("model", "mode", "mAP50-95", "Δ pt", "95% CI", "verdict")
+        items.append(fit_table(lambda cols: _pipeline_compare(result.compare, cols), columns, 3, view.width))
+    counts = ", ".join(
+        f"{result.count(s)} {s.value}" for s in type(result.steps[0].status) if result.count(s)
+    ) if result.steps else "no steps"  # fmt: skip
+    headline = f"pipeline in run {result.run_id}: {counts}, {result.seconds:.1f} s"
+    failed = [s.name for s in result.steps if s.status.value == "failed"]
+    rows = [("run folder", shown(result.run_root))]
+    if result.report is not None:
+        rows.append(("report", shown(result.report)))
+    if failed:
+        rows.append(("failed", ", ".join(failed)))
+    items.append(result_block(view, result.passed, headline, rows))
+    return items
 
 
 # ------------------------------------------------------------------------------------------ eval

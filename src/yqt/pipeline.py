@@ -1,0 +1,489 @@
+"""``yqt pipeline``: from a checkpoint to a report, in one run folder, resumable.
+
+The steps: export the baseline; quantize each mode; smoke each model; evaluate each model on one
+image set; compare; report. Each is the library stage the single command runs, recorded in
+``run.json`` as usual, plus a *fingerprint*: the sha256 of the step's full config and the hashes of
+what it reads (weights, calibration images, the ONNX file, annotations, the evaluations compared).
+
+A rerun keeps a step whose latest record finished with the same fingerprint and whose files are
+still byte for byte as recorded, and runs the rest; so a changed option reruns exactly what depends
+on it. A step still recorded as running from a process that is gone was killed: it reruns.
+
+One failing step fails only the steps that need its output. Without COCO data the pipeline still does
+what needs none (export, the weight-only modes, smoke) and says, per skipped step, what to pass.
+Only this module and the stages it calls import torch, and only for a step that runs, so a rerun
+that reuses everything takes seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from yqt.errors import YqtError
+from yqt.records import (
+    CompareConfig,
+    EvalConfig,
+    ExportConfig,
+    PipelineConfig,
+    PipelineResult,
+    PipelineStep,
+    QuantizeConfig,
+    SmokeConfig,
+    StepStatus,
+    to_jsonable,
+)
+from yqt.runs import Run, atomic_write_json, now_iso, package_versions, process_alive, sha256_file, step_tags
+
+log = logging.getLogger(__name__)
+
+PIPELINE_FILE = "pipeline.json"
+BASELINE = "baseline"
+
+
+# ------------------------------------------------------------------------------------------ events
+
+
+@dataclass
+class PipelineEvents:
+    """What a display hears: a step starts, reports progress in phases, ends. All optional."""
+
+    started: Callable[[str, int, int], None] = lambda name, index, total: None
+    progress: Callable[[str, int, int], None] = lambda phase, done, total: None
+    finished: Callable[[PipelineStep], None] = lambda step: None
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+def validate_pipeline_config(cfg: PipelineConfig) -> PipelineConfig:
+    """Refuse bad input before anything runs; return the config with its paths made absolute, so a
+    rerun from another folder has the same fingerprints."""
+    from yqt.models import resolve_weights
+    from yqt.quant.modes import get_mode
+
+    if not cfg.modes:
+        raise YqtError("--modes is empty", "pass --modes w8a16,w8a8 (any of w8a16, w8a8, w4a16, w4a8)")
+    modes = tuple(get_mode(m).name for m in cfg.modes)
+    duplicates = sorted({m for m in modes if modes.count(m) > 1})
+    if duplicates:
+        raise YqtError(f"--modes names {', '.join(duplicates)} twice", "name each mode once")
+    if cfg.max_images is not None and cfg.image_ids_list is not None:
+        raise YqtError("--max-images and --image-ids-list both given", "pass one of them")
+    if cfg.max_images is not None and cfg.max_images < 1:
+        raise YqtError(f"--max-images must be at least 1, got {cfg.max_images}", "pass --max-images N with N >= 1")
+    if cfg.image_ids_list is not None and not Path(cfg.image_ids_list).is_file():
+        raise YqtError(f"image id list not found: {cfg.image_ids_list}", "pass --image-ids-list FILE, one id per line")
+    if cfg.calib_dir is not None and not Path(cfg.calib_dir).is_dir():
+        raise YqtError(f"--calib-dir not found: {cfg.calib_dir}", "pass a folder of real images, e.g. <coco>/train2017")
+    if cfg.calib_images < 1:
+        raise YqtError(f"--calib-images must be at least 1, got {cfg.calib_images}", "use the default 64")
+    if cfg.bootstrap < 0:
+        raise YqtError(f"--bootstrap must be >= 0, got {cfg.bootstrap}", "use --bootstrap 1000 (0 disables CIs)")
+    if cfg.target_bits is not None:
+        from yqt.quant.mixed import check_target
+
+        check_target(cfg.target_bits)
+        if not any(get_mode(m).low_bit for m in modes):
+            raise YqtError("--target-bits applies to the 4-bit modes only", "add w4a16 or w4a8 to --modes")
+    resolve_weights(cfg.weights)  # a missing checkpoint is refused now, not after the export fails
+
+    def absolute(path: Path | None) -> Path | None:
+        return None if path is None else Path(path).expanduser().resolve()
+
+    return replace(
+        cfg, modes=modes, coco_root=absolute(cfg.coco_root), calib_dir=absolute(cfg.calib_dir),
+        image_ids_list=absolute(cfg.image_ids_list),
+    )  # fmt: skip
+
+
+def fingerprint(step: str, config: Any, inputs: Mapping[str, Any]) -> str:
+    """sha256 of what decides a step's result: its config, its inputs' hashes, and the yqt version."""
+    from yqt import __version__
+
+    doc = {"step": step, "config": to_jsonable(config), "inputs": to_jsonable(dict(inputs)), "yqt": __version__}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def weights_digest(weights: str | None) -> str:
+    from yqt.models import resolve_weights
+
+    spec = resolve_weights(weights)
+    return sha256_file(spec.path) if spec.path is not None else f"config:{spec.source}"
+
+
+def calibration_digest(folder: Path, count: int) -> str:
+    """The hash of the images calibration will read: the first ``count`` image files by name."""
+    from yqt.quant.calibrate import IMAGE_SUFFIXES
+
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    digest = hashlib.sha256()
+    for path in files[:count]:
+        digest.update(f"{path.name}:{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class DataAvailability:
+    """Which data the steps can have, and what to pass for what is missing."""
+
+    coco_root: Path | None
+    calib_dir: Path | None
+    missing_coco: str | None  # why there is no COCO root, when there is none
+
+    def calibration_missing(self) -> str | None:
+        if self.calib_dir is not None:
+            return None
+        where = self.missing_coco or "no calibration images"
+        return f"{where}: pass --coco-root DIR (calibrates on DIR/train2017) or --calib-dir DIR"
+
+    def eval_missing(self) -> str | None:
+        if self.coco_root is not None:
+            return None
+        where = self.missing_coco or "no COCO data"
+        return f"{where}: pass --coco-root DIR with val2017/ and annotations/instances_val2017.json"
+
+
+def data_availability(cfg: PipelineConfig) -> DataAvailability:
+    from yqt.quant.calibrate import CALIB_SUBDIR
+
+    coco, missing = cfg.coco_root, None
+    if coco is None:
+        missing = "no --coco-root"
+    elif not coco.is_dir():
+        coco, missing = None, f"--coco-root {cfg.coco_root} not found"
+    calib = cfg.calib_dir
+    if calib is None and coco is not None and (coco / CALIB_SUBDIR).is_dir():
+        calib = coco / CALIB_SUBDIR
+    return DataAvailability(coco_root=coco, calib_dir=calib, missing_coco=missing)
+
+
+# ------------------------------------------------------------------------------------------ steps
+
+
+@dataclass
+class _Outcome:
+    step: PipelineStep
+    record: dict[str, Any] | None = None  # the run.json record whose files the next steps read
+
+    @property
+    def usable(self) -> bool:
+        return self.step.status in (StepStatus.DONE, StepStatus.REUSED) and self.record is not None
+
+    def artifact(self, run: Run, kind: str) -> Path:
+        for art in (self.record or {}).get("artifacts", []):
+            if art["kind"] == kind:
+                return _artifact_path(run, art)
+        raise YqtError(f"step {self.step.name} recorded no {kind} file", "rerun the pipeline")
+
+
+def _artifact_path(run: Run, art: Mapping[str, Any]) -> Path:
+    path = Path(art["path"])
+    return path if path.is_absolute() else run.root / path
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, YqtError):
+        text = exc.message.rstrip(".;") + (f"; {exc.hint}" if exc.hint else "")
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
+
+
+class _Executor:
+    """Runs or reuses one step at a time, and keeps their outcomes in order."""
+
+    def __init__(self, run: Run, events: PipelineEvents, total: int) -> None:
+        self.run = run
+        self.events = events
+        self.total = total
+        self.outcomes: list[_Outcome] = []
+
+    def skip(self, name: str, reason: str) -> _Outcome:
+        self.events.started(name, len(self.outcomes) + 1, self.total)
+        return self._finish(_Outcome(PipelineStep(name=name, status=StepStatus.SKIPPED, reason=reason)))
+
+    def execute(self, name: str, config: Any, inputs: Mapping[str, Any], action: Callable[[], str | None]) -> _Outcome:
+        """Reuse step ``name`` when its fingerprint and files match, else run ``action``; ``action``
+        returns a failure reason when the stage finished but judged its result failed."""
+        self.events.started(name, len(self.outcomes) + 1, self.total)
+        fp = fingerprint(name, config, inputs)
+        t0 = time.perf_counter()
+        try:
+            prior, note = self._reusable(name, fp)
+        except YqtError as exc:
+            return self._finish(_Outcome(PipelineStep(name=name, status=StepStatus.FAILED, reason=_one_line(exc))))
+        if prior is not None:
+            step = PipelineStep(
+                name=name, status=StepStatus.REUSED, fingerprint=fp, seconds=time.perf_counter() - t0,
+                outputs=tuple(a["path"] for a in prior.get("artifacts", [])),
+            )  # fmt: skip
+            return self._finish(_Outcome(step, prior))
+        before = self.run.latest_step(name) if self.run.exists else None
+        reason: str | None
+        try:
+            with step_tags(name, fingerprint=fp):
+                reason = action()
+        except YqtError as exc:
+            reason = _one_line(exc)
+        except Exception as exc:  # a bug in one stage must not cost the user the other modes
+            log.exception("step %s raised", name)
+            reason = _one_line(exc)
+        record = self.run.latest_step(name) if self.run.exists else None
+        if record is not None and before is not None and record["id"] == before["id"]:
+            record = None  # the stage refused its input before its step began
+        if reason is not None and record is None:
+            self.run.record_failure(name, config, reason)
+        status = StepStatus.FAILED if reason is not None else StepStatus.DONE
+        step = PipelineStep(
+            name=name, status=status, reason=reason, fingerprint=fp, seconds=time.perf_counter() - t0,
+            outputs=tuple(a["path"] for a in (record or {}).get("artifacts", [])), note=note,
+        )  # fmt: skip
+        return self._finish(_Outcome(step, record if reason is None else None))
+
+    def _reusable(self, name: str, fp: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The finished record to keep, or why the step reruns (``None`` when it simply never ran)."""
+        record = self.run.latest_step(name) if self.run.exists else None
+        if record is None:
+            return None, None
+        if record.get("status") == "running":
+            pid, host = record.get("pid"), record.get("host")
+            if host == socket.gethostname() and isinstance(pid, int) and pid != os.getpid() and process_alive(pid):
+                raise YqtError(
+                    f"step {name} is running now in process {pid} of this run",
+                    "wait for it to finish (or stop it), then rerun",
+                )
+            who = f"process {pid}" if pid is not None else "a process"
+            return None, f"rerun: the last {name} was left running by {who}, which is gone (killed)"
+        if record.get("status") != "ok":
+            return None, None
+        if record.get("fingerprint") != fp:
+            return None, "rerun: its config or inputs changed" if record.get("fingerprint") else None
+        for art in record.get("artifacts", []):
+            path = _artifact_path(self.run, art)
+            if not path.is_file() or path.stat().st_size != art["size_bytes"] or sha256_file(path) != art["sha256"]:
+                return None, f"rerun: {art['path']} is missing or changed"
+        return record, None
+
+    def _finish(self, outcome: _Outcome) -> _Outcome:
+        self.outcomes.append(outcome)
+        self.events.finished(outcome.step)
+        return outcome
+
+
+# ------------------------------------------------------------------------------------------ the pipeline
+
+
+@dataclass
+class _Model:
+    label: str  # "baseline" or the mode
+    made_by: _Outcome
+
+
+@dataclass
+class _Plan:
+    cfg: PipelineConfig
+    data: DataAvailability
+    weights_sha: str
+    models: list[_Model] = field(default_factory=list)
+
+
+def step_count(cfg: PipelineConfig) -> int:
+    """export + quantize per mode + smoke and eval per model + compare + report."""
+    models = 1 + len(cfg.modes)
+    return 1 + len(cfg.modes) + 2 * models + 2
+
+
+def run_pipeline(cfg: PipelineConfig, run: Run | None = None, events: PipelineEvents | None = None) -> PipelineResult:
+    """Run (or resume) the whole pipeline in ``run``; see the module docstring."""
+    t0 = time.perf_counter()
+    cfg = validate_pipeline_config(cfg)
+    run = run if run is not None else Run.open()
+    events = events or PipelineEvents()
+    plan = _Plan(cfg=cfg, data=data_availability(cfg), weights_sha=weights_digest(cfg.weights))
+    ex = _Executor(run, events, step_count(cfg))
+
+    baseline = _export(ex, plan)
+    plan.models.append(_Model(BASELINE, baseline))
+    for mode in cfg.modes:
+        plan.models.append(_Model(mode, _quantize(ex, plan, mode)))
+    for model in plan.models:
+        _smoke(ex, plan, model)
+    evals = [_eval(ex, plan, model) for model in plan.models]
+    compare = _compare(ex, plan, evals)
+    report = _report(ex, plan, compare)
+
+    steps = tuple(o.step for o in ex.outcomes)
+    result = PipelineResult(
+        run_id=run.run_id, run_root=run.root.resolve(), config=cfg, steps=steps,
+        passed=not any(s.status is StepStatus.FAILED for s in steps), seconds=time.perf_counter() - t0,
+        compare=_compare_document(run, compare), report=_report_html(run, report), created=now_iso(),
+        versions=package_versions(),
+    )  # fmt: skip
+    if run.exists:
+        atomic_write_json(run.root / PIPELINE_FILE, result)
+    return result
+
+
+def _export(ex: _Executor, plan: _Plan) -> _Outcome:
+    cfg = plan.cfg
+    export_cfg = ExportConfig(weights=cfg.weights, imgsz=cfg.imgsz, device=cfg.device)
+
+    def action() -> str | None:
+        from yqt.export import export_baseline
+
+        export_baseline(export_cfg, ex.run)
+        return None
+
+    return ex.execute("export", export_cfg, {"weights": plan.weights_sha}, action)
+
+
+def _quantize(ex: _Executor, plan: _Plan, mode: str) -> _Outcome:
+    from yqt.quant.modes import get_mode
+
+    cfg, name = plan.cfg, f"quantize-{mode}"
+    low_bit = get_mode(mode).low_bit
+    needs_images = get_mode(mode).needs_calibration(gptq=True) or (low_bit and cfg.target_bits is not None)
+    missing = plan.data.calibration_missing() if needs_images else None
+    if missing:
+        return ex.skip(name, f"--mode {mode} needs calibration images; {missing}")
+    qcfg = QuantizeConfig(
+        mode=mode, weights=cfg.weights, imgsz=cfg.imgsz, device=cfg.device, providers=cfg.providers,
+        calib_dir=plan.data.calib_dir if needs_images else None, calib_images=cfg.calib_images,
+        target_bits=cfg.target_bits if low_bit else None,
+    )  # fmt: skip
+    inputs: dict[str, Any] = {"weights": plan.weights_sha}
+    if needs_images and plan.data.calib_dir is not None:
+        inputs["calibration"] = calibration_digest(plan.data.calib_dir, cfg.calib_images)
+
+    def action() -> str | None:
+        from yqt.quantize import quantize
+
+        result = quantize(qcfg, ex.run, ex.events.progress)
+        return None if result.passed else "; ".join(result.failures) or "its gate failed"
+
+    return ex.execute(name, qcfg, inputs, action)
+
+
+def _model_onnx(ex: _Executor, model: _Model) -> Path | None:
+    return model.made_by.artifact(ex.run, "onnx") if model.made_by.usable else None
+
+
+def _unusable(model: _Model) -> str:
+    made = model.made_by.step
+    return f"needs the {model.label} model, but {made.name} {made.status.value}"
+
+
+def _smoke(ex: _Executor, plan: _Plan, model: _Model) -> _Outcome:
+    onnx = _model_onnx(ex, model)
+    if onnx is None:
+        return ex.skip(f"smoke-{model.label}", _unusable(model))
+    scfg = SmokeConfig(onnx=onnx, providers=plan.cfg.providers)
+
+    def action() -> str | None:
+        from yqt.runtime import smoke
+
+        result = smoke(scfg, ex.run)
+        return None if result.passed else result.failure
+
+    return ex.execute(f"smoke-{onnx.stem}", scfg, {"onnx": sha256_file(onnx)}, action)
+
+
+def _eval(ex: _Executor, plan: _Plan, model: _Model) -> _Outcome:
+    from yqt.data import resolve_coco_paths
+
+    onnx = _model_onnx(ex, model)
+    if onnx is None:
+        return ex.skip(f"eval-{model.label}", _unusable(model))
+    missing = plan.data.eval_missing()
+    if missing:
+        return ex.skip(f"eval-{onnx.stem}", missing)
+    cfg = plan.cfg
+    ecfg = EvalConfig(
+        onnx=onnx, coco_root=plan.data.coco_root, max_images=cfg.max_images, image_ids_list=cfg.image_ids_list,
+        providers=cfg.providers,
+    )  # fmt: skip
+    inputs: dict[str, Any] = {"onnx": sha256_file(onnx)}
+    try:
+        annotations = resolve_coco_paths(plan.data.coco_root).annotations
+        inputs["annotations"] = sha256_file(annotations) if annotations.is_file() else None
+    except YqtError:
+        inputs["annotations"] = None  # the eval itself says what is wrong
+    if cfg.image_ids_list is not None:
+        inputs["image_ids_list"] = sha256_file(cfg.image_ids_list)
+
+    def action() -> str | None:
+        from yqt.evaluate import evaluate
+
+        evaluate(ecfg, ex.run, lambda done, total: ex.events.progress("scoring images", done, total))
+        return None
+
+    return ex.execute(f"eval-{onnx.stem}", ecfg, inputs, action)
+
+
+def _compare(ex: _Executor, plan: _Plan, evals: Sequence[_Outcome]) -> _Outcome:
+    baseline = evals[0]
+    if not baseline.usable:
+        return ex.skip("compare", f"needs the baseline's evaluation, which was {baseline.step.status.value}")
+    usable = [e for e in evals if e.usable]
+    if len(usable) < 2:
+        return ex.skip("compare", "needs the evaluation of at least one quantized model; none finished")
+    metrics = [e.artifact(ex.run, "metrics") for e in usable]
+    cfg = plan.cfg
+    ccfg = CompareConfig(
+        inputs=tuple(str(p) for p in metrics), bootstrap=cfg.bootstrap, seed=cfg.seed, max_drop_pt=cfg.max_drop_pt
+    )
+    inputs = {str(ex.run.relative(p)): sha256_file(p) for p in metrics}
+
+    def action() -> str | None:
+        from yqt.compare import compare
+
+        compare(ccfg)  # recorded in the baseline's run, which is this one
+        return None
+
+    return ex.execute("compare", ccfg, inputs, action)
+
+
+def _report(ex: _Executor, plan: _Plan, compare: _Outcome) -> _Outcome:
+    if not compare.usable:
+        return ex.skip("report", f"needs the comparison, which was {compare.step.status.value}")
+    from yqt.records import ReportConfig
+
+    rcfg = ReportConfig(run=ex.run.root.resolve(), max_drop_pt=plan.cfg.max_drop_pt, bootstrap=plan.cfg.bootstrap,
+                        seed=plan.cfg.seed)  # fmt: skip
+    # The report shows failed and skipped steps too, so their outcomes are part of its input.
+    # Done and reused are the same outcome here, or a rerun would redo the report every time.
+    states = [(o.step.name, "ok" if o.usable else o.step.status.value, o.step.reason) for o in ex.outcomes]
+    compare_json = compare.artifact(ex.run, "compare-result")
+    inputs = {"compare": sha256_file(compare_json), "steps": states}
+
+    def action() -> str | None:
+        from yqt.report import write_report
+
+        write_report(rcfg)
+        return None
+
+    return ex.execute("report", rcfg, inputs, action)
+
+
+def _compare_document(run: Run, compare: _Outcome | None) -> dict[str, Any] | None:
+    if compare is None or not compare.usable:
+        return None
+    return json.loads(compare.artifact(run, "compare-result").read_text(encoding="utf-8"))
+
+
+def _report_html(run: Run, report: _Outcome | None) -> Path | None:
+    if report is None or not report.usable:
+        return None
+    for art in report.record.get("artifacts", []) if report.record else []:
+        if art["path"].endswith("index.html"):
+            return _artifact_path(run, art).resolve()
+    return None
