@@ -44,6 +44,8 @@ DOCUMENT_RECORDS = (
     "yqt.records:QuantizeResult",
     "yqt.records:CompareResult",
     "yqt.records:SensitivityResult",
+    "yqt.records:EvalCurves",
+    "yqt.records:ReportResult",
     "yqt.graph:GraphReport",
 )
 
