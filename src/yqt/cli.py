@@ -646,6 +646,33 @@ def pipeline(
     out.result(result, render_pipeline)
     if not result.passed:
         out.failure("step(s) failed: " + ", ".join(s.name for s in result.steps if s.status.value == "failed"))
+
+
+def report(
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or run folder.", show_default=False)],
+    max_drop: Annotated[
+        float,
+        typer.Option(
+            "--max-drop", metavar="PT", help="Verdict: FAIL a model whose ΔmAP50-95 is below -PT (mAP points)."
+        ),
+    ] = 1.0,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open index.html in the browser.")] = False,
+    runs_dir: RunsDir = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Write runs/<id>/report/: a self-contained index.html, report.md and the PNGs, from what the run holds."""
+    from yqt.records import ReportConfig
+    from yqt.report import resolve_run_dir, write_report
+    from yqt.ui import render_report
+
+    out = _output(json_output)
+    cfg = ReportConfig(run=resolve_run_dir(run, runs_dir), max_drop_pt=max_drop, open_browser=open_browser)
+    with out.work():
+        result = write_report(cfg)
+    out.warn_all(result.warnings)
+    out.result(result, render_report)
+    if not result.passed:
+        out.failure("see the report: " + ", ".join(r.name for r in result.rows if r.verdict in ("FAIL", "FAILED")))
         raise typer.Exit(1)
 
 

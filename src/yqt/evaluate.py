@@ -34,7 +34,17 @@ from yqt.data import (
 )
 from yqt.errors import YqtError
 from yqt.filetypes import require_onnx_file
-from yqt.records import CocoMetrics, ContractCheck, EvalConfig, EvalResult, EvalTiming, LatencyStats, NmsSettings
+from yqt.records import (
+    ClassAP,
+    CocoMetrics,
+    ContractCheck,
+    EvalConfig,
+    EvalCurves,
+    EvalResult,
+    EvalTiming,
+    LatencyStats,
+    NmsSettings,
+)
 from yqt.runs import (
     Run,
     atomic_write_bytes,
@@ -206,6 +216,48 @@ def run_cocoeval(coco: Any, detections: Sequence[dict[str, Any]], image_ids: Seq
     return evaluator, buffer.getvalue()
 
 
+def eval_curves(evaluator: Any, coco: Any, name: str, detections_sha256: str | None = None) -> EvalCurves:
+    """Per-class AP and mean precision-recall curves from an accumulated COCOeval (area all, maxDets 100).
+
+    pycocotools' ``precision[T, R, K, A, M]`` holds -1 for a category without ground truth in the
+    image set (every recall, every IoU); such categories count neither in an AP nor in a mean curve,
+    exactly as ``summarize`` leaves them out of the mAP.
+    """
+    params = evaluator.params
+    area = list(params.areaRngLbl).index("all")
+    maxdet = list(params.maxDets).index(100)
+    precision = np.asarray(evaluator.eval["precision"])[:, :, :, area, maxdet]  # (T, R, K)
+    iou50 = int(np.argmin(np.abs(np.asarray(params.iouThrs) - 0.5)))
+    names = {c["id"]: c["name"] for c in coco.loadCats(params.catIds)}
+
+    def mean_valid(values: np.ndarray, axis: Any) -> np.ndarray:
+        valid = values > -1
+        total = np.where(valid, values, 0.0).sum(axis=axis)
+        count = valid.sum(axis=axis)
+        return np.where(count > 0, total / np.maximum(count, 1), -1.0)
+
+    classes = tuple(
+        ClassAP(
+            category_id=int(cat),
+            name=str(names.get(cat, cat)),
+            ap_50_95=float(mean_valid(precision[:, :, k], axis=None)),
+            ap_50=float(mean_valid(precision[iou50, :, k], axis=None)),
+        )
+        for k, cat in enumerate(params.catIds)
+    )
+    return EvalCurves(
+        name=name,
+        recall=tuple(float(r) for r in params.recThrs),
+        precision_50=tuple(float(v) for v in mean_valid(precision[iou50], axis=1)),
+        # At each recall: the mean over IoU thresholds and categories with ground truth.
+        precision_50_95=tuple(
+            float(v) for v in mean_valid(precision.transpose(1, 0, 2).reshape(len(params.recThrs), -1), axis=1)
+        ),
+        classes=classes,
+        detections_sha256=detections_sha256,
+    )
+
+
 class IncrementalCocoEval:
     """pycocotools' per-image matching, run chunk by chunk while inference is still going.
 
@@ -311,6 +363,8 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
                 folder / "image_ids.json",
                 {"schema": IMAGE_IDS, "image_ids": selection.ids, "sha256": ids_sha256(selection.ids)},
             )
+            # The report's PR curves and per-class AP; before metrics.json, like the other bulk files.
+            atomic_write_json(folder / "curves.json", eval_curves(evaluator, coco, name, detections_sha256))
         result = EvalResult(
             name=name,
             metrics=CocoMetrics.from_stats(evaluator.stats),
@@ -355,7 +409,9 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
         if folder is not None:
             atomic_write_json(folder / "metrics.json", result)
             log.info("wrote %s", result.metrics_path)
-            for path, kind in ((result.detections_path, "detections"), (result.metrics_path, "metrics")):
+            artifacts = ((result.detections_path, "detections"), (folder / "curves.json", "curves"),
+                         (result.metrics_path, "metrics"))  # fmt: skip
+            for path, kind in artifacts:
                 record_artifact(step, path, kind)
             if step is not None:
                 step.summary.update(

@@ -382,6 +382,36 @@ class EvalResult:
     nms: NmsSettings | None = None  # set when yqt ran NMS on a raw head output
 
 
+@dataclass(frozen=True)
+class ClassAP:
+    """One category's AP (area all, maxDets 100), -1 where the image set has no ground truth for it."""
+
+    category_id: int
+    name: str
+    ap_50_95: float
+    ap_50: float
+
+
+@dataclass(frozen=True)
+class EvalCurves:
+    """``curves.json`` beside metrics.json: what the report plots from COCOeval's precision array.
+
+    ``precision_*`` are the mean interpolated precision over categories that have ground truth, at
+    each of ``recall`` (pycocotools' 101 thresholds), area all, maxDets 100; -1 where no category has
+    ground truth. ``detections_sha256`` ties the file to the metrics.json of the same evaluation."""
+
+    SCHEMA: ClassVar[str] = "yqt/curves/1"
+
+    name: str
+    recall: tuple[float, ...]
+    precision_50: tuple[float, ...]
+    precision_50_95: tuple[float, ...]
+    classes: tuple[ClassAP, ...]
+    detections_sha256: str | None = None
+    area: str = "all"
+    max_dets: int = 100
+
+
 # --------------------------------------------------------------------------------------------- quantize
 
 
@@ -772,3 +802,66 @@ class PipelineResult:
 
     def count(self, status: StepStatus) -> int:
         return sum(s.status is status for s in self.steps)
+
+
+# --------------------------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    run: Path  # the run folder
+    max_drop_pt: float | None = 1.0  # the verdict: ΔmAP50-95 below -max_drop_pt fails; None: not judged
+    bootstrap: int = 1000  # resamples, when the run holds no comparison of its current evaluations
+    seed: int = 0
+    open_browser: bool = False
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One model of the run. ``status``: ``ok``, or ``failed`` (its latest quantize or eval step
+    failed; ``error`` holds the one-line reason, numbers, if any, are from an older evaluation).
+    Ratios are against the baseline: ``size_ratio`` = baseline bytes / these bytes (× smaller),
+    ``latency_ratio`` = this median latency / the baseline's (× float)."""
+
+    name: str
+    mode: str
+    status: str
+    is_baseline: bool
+    error: str | None = None
+    mean_weight_bits: float | None = None
+    size_bytes: int | None = None
+    size_ratio: float | None = None
+    mAP_50_95: float | None = None
+    delta_pt: float | None = None
+    ci95_pt: tuple[float, float] | None = None
+    mAP_50: float | None = None
+    latency_median_ms: float | None = None
+    latency_ratio: float | None = None
+    provider: str | None = None
+    verdict: str = ""  # PASS | FAIL | baseline | not judged | FAILED
+    verdict_detail: str = ""  # the rule and the outcome in one sentence
+    metrics_path: Path | None = None
+    onnx_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What ``yqt report`` wrote into ``runs/<id>/report/``. ``passed``: no row FAILED or FAIL."""
+
+    SCHEMA: ClassVar[str] = "yqt/report/1"
+
+    run_id: str
+    run_dir: Path
+    index_html: Path
+    markdown: Path
+    plots: tuple[Path, ...]
+    rows: tuple[ReportRow, ...]
+    baseline: str
+    max_drop_pt: float | None
+    bootstrap: int
+    compare_json: Path | None  # the comparison the deltas and CIs come from
+    compare_reused: bool  # False: the bootstrap was run now (none in the run covered its evaluations)
+    passed: bool
+    warnings: tuple[str, ...] = ()
+    json_path: Path | None = None
+    created: str = ""

@@ -45,6 +45,8 @@ DOCUMENT_RECORDS = (
     "yqt.records:CompareResult",
     "yqt.records:SensitivityResult",
     "yqt.records:PipelineResult",
+    "yqt.records:EvalCurves",
+    "yqt.records:ReportResult",
     "yqt.graph:GraphReport",
 )
 

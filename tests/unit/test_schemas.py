@@ -18,13 +18,17 @@ from yqt.schema import SCHEMA_DIR
 
 SNAPSHOT = {
     "compare-1.json": "0a1844d2386a2353332a6296128a7baca17d31ffd2f753e7c483a9c4a5b2a5fc",
+    "curves-1.json": "8e3144cb0d4331e0508f4d28ad57109dc422c6d285d7c73530d19d07f1b60f00",
     "error-1.json": "18665d15fe167b52ff23b0cfb6382377a1d9bc406e3572d0fb364a60ecd7b0e9",
     "eval-1.json": "ec1a687bd417dd42815a1b62ce120247388cb86de61215f4d6416e5613118bb5",
     "export-1.json": "d409284d517d3ba4bb539718f3adc3328c811adb931f5b175fa5325a8ae38a1c",
     "graph-1.json": "568885415e9ff2075f1c5c1dedb835172292ad959ea19c9c0c169207f79cdddd",
     "image-ids-1.json": "80f2f9d1541c6afb79901344b71aeeecea22c32e6de7ffc989fc21f80de4e7b8",
+    "pipeline-1.json": "334d2a15b19b6f12281b32a9c70e2a0cec9864ab1ea4f0ee52da98a017835f42",
     "quantize-1.json": "7eed56f343e1c251a00bd9c77fc5378c88d86912df6c52c5526284fa7ecdddc4",
+    "report-1.json": "edc356c6048ab85defe4ab66e7b0bd541ce9a72226820f8a81490e17cf5ccfe9",
     "run-1.json": "87a8d074939bb05868cf7180dd1ab7af6c93a6c650de1adf8c9c4059b78b7e89",
+    "run-2.json": "854776d123e34516ee65f63aa127ba97342cb822f04f3cd927aa60c272e3fa0a",
     "sensitivity-1.json": "64713731abf30e7b1e5e813dbbe869570bfd8e62a76e7c4aa41d3bc3b6331c8d",
     "smoke-1.json": "db0fedf758e101206cbe06f083930c768e90863c8f1b0694b547bc1009c67935",
     "step-config-1.json": "a7cb9314db778573fd1211b0ba8014b3203df230a0cd7906754c4ea1ec532811",

@@ -1,0 +1,232 @@
+"""The report's charts: matplotlib (Agg), each returned as PNG bytes so the page can inline it.
+
+Every chart takes plain data (report rows, curves documents) and draws nothing it was not given.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from yqt.records import ReportRow
+from yqt.report.collect import pareto_front
+
+DPI = 110
+BASE_COLOUR = "#222222"
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#d62728")
+PASS_COLOUR, FAIL_COLOUR, NEUTRAL_COLOUR = "#1e8449", "#c0392b", "#5d6d7e"
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {
+            "font.size": 9,
+            "axes.titlesize": 11,
+            "axes.titleweight": "bold",
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "legend.fontsize": 8,
+            "legend.framealpha": 0.9,
+        }
+    )
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    plt = _plt()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def labels(rows: Sequence[ReportRow]) -> dict[str, str]:
+    """A short label per model: its mode where that is unique in the run, else its evaluation name."""
+    modes = [r.mode for r in rows]
+    return {r.name: (r.mode if modes.count(r.mode) == 1 and r.mode != "unknown" else r.name) for r in rows}
+
+
+def colours(rows: Sequence[ReportRow]) -> dict[str, str]:
+    out, i = {}, 0
+    for r in rows:
+        if r.is_baseline:
+            out[r.name] = BASE_COLOUR
+        else:
+            out[r.name] = PALETTE[i % len(PALETTE)]
+            i += 1
+    return out
+
+
+def delta_chart(rows: Sequence[ReportRow], max_drop_pt: float | None) -> bytes | None:
+    """ΔmAP50-95 per model with its 95% CI, against the allowed drop."""
+    plotted = [r for r in rows if not r.is_baseline and r.delta_pt is not None]
+    if not plotted:
+        return None
+    plt = _plt()
+    names = labels(rows)
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(plotted) + 1.6))
+    for y, r in enumerate(reversed(plotted)):
+        colour = {"PASS": PASS_COLOUR, "FAIL": FAIL_COLOUR}.get(r.verdict, NEUTRAL_COLOUR)
+        lo, hi = r.ci95_pt if r.ci95_pt else (r.delta_pt, r.delta_pt)
+        ax.errorbar(
+            r.delta_pt, y, xerr=[[r.delta_pt - lo], [hi - r.delta_pt]], fmt="o", color=colour, ecolor=colour,
+            capsize=5, markersize=7, linewidth=1.6,
+        )  # fmt: skip
+        ax.annotate(
+            f"{r.delta_pt:+.2f}", (r.delta_pt, y), textcoords="offset points", xytext=(0, 7), ha="center",
+            fontsize=8, color=colour,
+        )  # fmt: skip
+    ax.axvline(0, color="black", linewidth=0.8)
+    if max_drop_pt is not None:
+        ax.axvline(
+            -max_drop_pt, color=FAIL_COLOUR, linestyle="--", linewidth=1, label=f"allowed drop −{max_drop_pt:g} pt"
+        )
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False, borderaxespad=0.2)
+    ax.set_yticks(range(len(plotted)), [names[r.name] for r in reversed(plotted)])
+    ax.set_ylim(-0.6, len(plotted) - 0.4)
+    lows = [min((r.ci95_pt or (r.delta_pt,))[0], r.delta_pt) for r in plotted]
+    highs = [max((r.ci95_pt or (0, r.delta_pt))[1], r.delta_pt) for r in plotted]
+    left = min([*lows, 0.0] + ([-max_drop_pt] if max_drop_pt is not None else []))
+    right = max([*highs, 0.0])
+    pad = 0.12 * max(right - left, 0.5)
+    ax.set_xlim(left - pad, right + pad)
+    ax.set_xlabel("ΔmAP50-95 vs baseline (mAP points), 95% paired bootstrap CI")
+    ax.set_title("Accuracy change per model", loc="left", pad=18 if max_drop_pt is not None else 6)
+    ax.grid(axis="y", visible=False)
+    return _png(fig)
+
+
+def tradeoff_chart(rows: Sequence[ReportRow], x_of: str, xlabel: str, title: str, pareto: bool) -> bytes | None:
+    """mAP50-95 against one cost (file size or latency) per model; ``pareto`` marks the front."""
+    pts = [r for r in rows if r.mAP_50_95 is not None and getattr(r, x_of) is not None and r.status == "ok"]
+    if not pts:
+        return None
+    plt = _plt()
+    names, cols = labels(rows), colours(rows)
+    scale = 1e6 if x_of == "size_bytes" else 1.0
+    xy = [(getattr(r, x_of) / scale, r.mAP_50_95) for r in pts]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    if pareto and len(pts) > 1:
+        front = pareto_front(xy)
+        ax.step(
+            [xy[i][0] for i in front], [xy[i][1] for i in front], where="post", color="#888888", linestyle="--",
+            linewidth=1.2, zorder=1, label="Pareto front",
+        )  # fmt: skip
+        ax.scatter(
+            [xy[i][0] for i in front], [xy[i][1] for i in front], s=260, facecolors="none", edgecolors="#888888",
+            linewidths=1.4, zorder=2,
+        )  # fmt: skip
+    for r, (x, y) in zip(pts, xy, strict=True):
+        ax.scatter([x], [y], s=70, color=cols[r.name], zorder=3)
+        ax.annotate(
+            names[r.name], (x, y), textcoords="offset points", xytext=(9, 6), fontsize=8.5, color=cols[r.name],
+            zorder=4,
+        )  # fmt: skip
+    xs, ys = [p[0] for p in xy], [p[1] for p in xy]
+    xpad = 0.15 * (max(xs) - min(xs) or max(xs) or 1.0)
+    ypad = 0.18 * (max(ys) - min(ys) or 0.02)
+    ax.set_xlim(max(0.0, min(xs) - xpad), max(xs) + 2 * xpad)  # room on the right for the labels
+    ax.set_ylim(min(ys) - ypad, max(ys) + ypad)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("mAP50-95")
+    ax.set_title(title, loc="left")
+    if pareto and len(pts) > 1:
+        ax.legend(loc="best")
+    return _png(fig)
+
+
+def per_class_chart(
+    rows: Sequence[ReportRow], curves: dict[str, dict[str, Any]], baseline: str, top: int = 10
+) -> bytes | None:
+    """AP50-95 change against the baseline, per class, for the ``top`` classes that lost most."""
+    base = curves.get(baseline)
+    models = [r for r in rows if not r.is_baseline and r.name in curves and r.status == "ok"]
+    if base is None or not models:
+        return None
+    base_ap = {c["category_id"]: (c["name"], c["ap_50_95"]) for c in base["classes"] if c["ap_50_95"] > -1}
+    deltas: dict[str, dict[int, float]] = {}
+    for r in models:
+        mine = {c["category_id"]: c["ap_50_95"] for c in curves[r.name]["classes"]}
+        deltas[r.name] = {k: 100 * (mine[k] - v) for k, (_, v) in base_ap.items() if mine.get(k, -1) > -1}
+    worst = sorted(base_ap, key=lambda k: min(d.get(k, 0.0) for d in deltas.values()))[:top]
+    if not worst:
+        return None
+    plt = _plt()
+    names, cols = labels(rows), colours(rows)
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(worst) * max(1, len(models)) ** 0.5 + 1.5))
+    height = 0.8 / len(models)
+    y = np.arange(len(worst))[::-1]
+    for i, r in enumerate(models):
+        vals = [deltas[r.name].get(k, 0.0) for k in worst]
+        ax.barh(
+            y + (len(models) - 1 - 2 * i) * height / 2, vals, height=height, color=cols[r.name], label=names[r.name]
+        )
+    ax.set_yticks(y, [f"{base_ap[k][0]}  (base {base_ap[k][1]:.2f})" for k in worst])
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("ΔAP50-95 vs baseline (AP points)")
+    ax.set_title(f"The {len(worst)} classes that lost most", loc="left")
+    ax.grid(axis="y", visible=False)
+    ax.margins(x=0.06)
+    ax.legend(loc="lower left")
+    return _png(fig)
+
+
+def pr_chart(rows: Sequence[ReportRow], curves: dict[str, dict[str, Any]]) -> bytes | None:
+    """Mean precision over classes against recall, at IoU 0.5 and averaged over 0.5:0.95."""
+    shown = [r for r in rows if r.name in curves and r.status == "ok"]
+    if not shown:
+        return None
+    plt = _plt()
+    names, cols = labels(rows), colours(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.0), sharey=True)
+    for ax, key, what in ((axes[0], "precision_50", "IoU 0.5"), (axes[1], "precision_50_95", "IoU 0.5:0.95")):
+        for r in shown:
+            c = curves[r.name]
+            pts = [(x, p) for x, p in zip(c["recall"], c[key], strict=True) if p > -1]
+            if not pts:
+                continue
+            style = {"linewidth": 2.2, "linestyle": "-"} if r.is_baseline else {"linewidth": 1.4, "linestyle": "--"}
+            ax.plot([x for x, _ in pts], [p for _, p in pts], color=cols[r.name], label=names[r.name], **style)
+        ax.set_title(f"Precision-recall, {what}", loc="left")
+        ax.set_xlabel("recall")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+    axes[0].set_ylabel("precision (mean over classes)")
+    axes[1].legend(loc="upper right")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def sensitivity_chart(doc: dict[str, Any]) -> bytes | None:
+    """A sensitivity ranking (``yqt/sensitivity/1``) as ``yqt sensitivity`` draws it, top 10 in red."""
+    layers = doc.get("layers") or []
+    if not layers:
+        return None
+    plt = _plt()
+    top = {r["name"] for r in sorted(layers, key=lambda r: r["rank"])[:10]}
+    fig, ax = plt.subplots(figsize=(10, 4.0))
+    ax.bar(
+        range(len(layers)), [max(r["score"], 1e-9) for r in layers],
+        color=["#c0392b" if r["name"] in top else "#95a5a6" for r in layers],
+    )  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(layers)), [r["name"].removeprefix("model.") for r in layers], rotation=90, fontsize=5)
+    for i, r in enumerate(layers):
+        if r["name"] in top:
+            ax.annotate(str(r["rank"]), (i, r["score"]), ha="center", va="bottom", fontsize=7)
+    arch = (doc.get("model") or {}).get("arch", "model")
+    ax.set_title(f"{arch}: head error with one layer at {doc.get('bits', '?')}-bit weights", loc="left")
+    ax.set_ylabel("relative squared error (log)")
+    ax.set_xlabel("layer, network order; red: the 10 most sensitive (rank above the bar)")
+    ax.grid(axis="x", visible=False)
+    return _png(fig)
