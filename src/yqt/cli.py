@@ -646,8 +646,10 @@ def pipeline(
     out.result(result, render_pipeline)
     if not result.passed:
         out.failure("step(s) failed: " + ", ".join(s.name for s in result.steps if s.status.value == "failed"))
+        raise typer.Exit(1)
 
 
+@app.command(cls=_Command)
 def report(
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or run folder.", show_default=False)],
     max_drop: Annotated[

@@ -457,12 +457,12 @@ def _report(ex: _Executor, plan: _Plan, compare: _Outcome) -> _Outcome:
         return ex.skip("report", f"needs the comparison, which was {compare.step.status.value}")
     from yqt.records import ReportConfig
 
+    compare_json = compare.artifact(ex.run, "compare-result")
     rcfg = ReportConfig(run=ex.run.root.resolve(), max_drop_pt=plan.cfg.max_drop_pt, bootstrap=plan.cfg.bootstrap,
-                        seed=plan.cfg.seed)  # fmt: skip
+                        seed=plan.cfg.seed, compare=compare_json.resolve())  # fmt: skip
     # The report shows failed and skipped steps too, so their outcomes are part of its input.
     # Done and reused are the same outcome here, or a rerun would redo the report every time.
     states = [(o.step.name, "ok" if o.usable else o.step.status.value, o.step.reason) for o in ex.outcomes]
-    compare_json = compare.artifact(ex.run, "compare-result")
     inputs = {"compare": sha256_file(compare_json), "steps": states}
 
     def action() -> str | None:

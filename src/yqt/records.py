@@ -814,6 +814,9 @@ class ReportConfig:
     bootstrap: int = 1000  # resamples, when the run holds no comparison of its current evaluations
     seed: int = 0
     open_browser: bool = False
+    # A saved comparison to report, and only its models (yqt pipeline passes its own); None: the
+    # newest one in the run that covers its current evaluations, else a new one.
+    compare: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -288,7 +288,13 @@ def collect(cfg: ReportConfig) -> RunData:
     compare_result: CompareResult | None = None
     compare_json: Path | None = None
     reused = False
-    if len(evals) > 1:
+    if cfg.compare is not None:
+        compare_json, reused = Path(cfg.compare), True
+        compare_result = _given_compare(compare_json)
+        names = {r.name for r in compare_result.rows}
+        evals = [e for e in evals if e.name in names]
+        warnings += list(compare_result.warnings)
+    elif len(evals) > 1:
         found = find_compare(run_dir, evals) if cfg.bootstrap > 0 else None
         if found is not None:
             (compare_result, compare_json), reused = found, True
@@ -311,6 +317,14 @@ def collect(cfg: ReportConfig) -> RunData:
         failed=latest_failures(manifest), sensitivity_json=sens_json, sensitivity_png=sens_png,
         quantize_docs=quantize_docs, warnings=warnings,
     )  # fmt: skip
+
+
+def _given_compare(path: Path) -> CompareResult:
+    doc = read_json(path, "compare result")
+    try:
+        return compare_from_json(doc)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise YqtError(f"{path} is not a yqt compare result", "pass a compare/compare-*.json of this run") from None
 
 
 def _sensitivity(run_dir: Path) -> tuple[Path | None, Path | None]:
