@@ -17,7 +17,7 @@ from yqt import schema
 from yqt.schema import SCHEMA_DIR
 
 SNAPSHOT = {
-    "compare-1.json": "0a1844d2386a2353332a6296128a7baca17d31ffd2f753e7c483a9c4a5b2a5fc",
+    "compare-1.json": "bc0549f3021289d7470722faca21d0f3ed91368adc694cbbf84848aed25f50af",
     "error-1.json": "18665d15fe167b52ff23b0cfb6382377a1d9bc406e3572d0fb364a60ecd7b0e9",
     "eval-1.json": "ec1a687bd417dd42815a1b62ce120247388cb86de61215f4d6416e5613118bb5",
     "export-1.json": "d409284d517d3ba4bb539718f3adc3328c811adb931f5b175fa5325a8ae38a1c",
