@@ -545,6 +545,14 @@ def compare(
     markdown: Annotated[
         Path | None, typer.Option("--markdown", help="Write a Markdown summary table.", show_default="none")
     ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics", metavar="NAMES", help="Metric columns, comma-separated, e.g. mAP_50_95,mAP_75,AR_100.",
+            show_default="mAP_50_95,mAP_50",
+        ),
+    ] = None,
+    all_metrics: Annotated[bool, typer.Option("--all", help="Show all 12 COCO metrics.")] = False,
     runs_dir: RunsDir = None,
     json_output: JsonFlag = False,
 ) -> None:
@@ -556,7 +564,8 @@ def compare(
     out = _output(json_output)
     cfg = CompareConfig(
         inputs=tuple(runs), runs_dir=runs_dir, baseline=baseline, force=force, bootstrap=bootstrap, seed=seed,
-        max_drop_pt=max_drop, plot=plot, markdown=markdown,
+        max_drop_pt=max_drop, plot=plot, markdown=markdown, metrics=(metrics,) if metrics else (),
+        all_metrics=all_metrics,
     )  # fmt: skip
     with out.work():
         result = run_compare(cfg)

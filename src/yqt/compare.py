@@ -16,6 +16,7 @@ measured on w8a8 the resampled mAP differs by at most 1.2e-4 (0.01 pt), far insi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -29,7 +30,17 @@ from typing import Any
 import numpy as np
 
 from yqt.errors import YqtError
-from yqt.records import CompareConfig, CompareResult, CompareRow, MetricDelta, points, signed
+from yqt.records import (
+    METRIC_LABELS,
+    CocoMetrics,
+    CompareConfig,
+    CompareResult,
+    CompareRow,
+    MetricDelta,
+    mode_with_bits,
+    points,
+    signed,
+)
 from yqt.runs import (
     MANIFEST_NAME,
     Run,
@@ -43,8 +54,9 @@ from yqt.runs import (
 
 log = logging.getLogger(__name__)
 
-TABLE_METRICS = ("mAP_50_95", "mAP_50", "mAP_75", "mAP_small", "mAP_medium", "mAP_large")
-CI_METRICS = ("mAP_50_95", "mAP_50")
+ALL_METRICS = tuple(f.name for f in dataclasses.fields(CocoMetrics))  # the 12, each row carries them all
+DEFAULT_COLUMNS = ("mAP_50_95", "mAP_50")  # what the table shows without --metrics / --all
+CI_METRICS = ("mAP_50_95", "mAP_50", "mAP_75")  # area all, 100 detections: what the bootstrap re-accumulates
 MAX_DROP_METRIC = "mAP_50_95"  # what --max-drop judges
 _REQUIRED_KEYS = ("name", "metrics", "image_ids", "image_ids_sha256", "onnx_sha256", "providers_used")
 
@@ -74,6 +86,15 @@ class Evaluation:
         mode = model.get("yqt.mode", "")
         precision = model.get("yqt.precision", "")
         return f"{mode} {precision}".strip() or "unknown"
+
+    @property
+    def mean_weight_bits(self) -> float | None:
+        """The model's parameter-weighted weight bits; a float model's precision (32 or 16) when it has none."""
+        model = self.doc.get("model") or {}
+        bits = model.get("yqt.mean_weight_bits")
+        if isinstance(bits, (int, float)) and not isinstance(bits, bool):
+            return float(bits)
+        return {"fp32": 32.0, "fp16": 16.0}.get(str(model.get("yqt.precision", "")))
 
     @property
     def model(self) -> str:
@@ -334,7 +355,47 @@ def bootstrap_weights(n_images: int, n_resamples: int, seed: int) -> np.ndarray:
 
 def _map_pair(matches: PerImageMatches, weights: np.ndarray) -> dict[str, np.ndarray]:
     per_t = matches.mean_ap(weights)
-    return {"mAP_50_95": per_t.mean(axis=1), "mAP_50": per_t[:, 0]}
+    at = {round(float(t), 2): i for i, t in enumerate(matches.iou_thresholds)}
+    return {"mAP_50_95": per_t.mean(axis=1), "mAP_50": per_t[:, at[0.5]], "mAP_75": per_t[:, at[0.75]]}
+
+
+# ------------------------------------------------------------------------------------ columns
+
+
+def _metric_key(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
+def table_columns(cfg: CompareConfig) -> tuple[str, ...]:
+    """The metric columns asked for: ``--metrics`` names (``mAP_75`` or ``mAP75``, any case), or ``--all``."""
+    if cfg.all_metrics and cfg.metrics:
+        raise YqtError("--metrics and --all both given", "pass one: --all shows all 12 metrics")
+    if cfg.all_metrics:
+        return ALL_METRICS
+    if not cfg.metrics:
+        return DEFAULT_COLUMNS
+    known = {_metric_key(m): m for m in ALL_METRICS} | {_metric_key(v): m for m, v in METRIC_LABELS.items()}
+    names = [n.strip() for item in cfg.metrics for n in item.split(",") if n.strip()]
+    bad = [n for n in names if _metric_key(n) not in known]
+    if bad or not names:
+        raise YqtError(
+            f"--metrics: unknown metric {', '.join(bad) or '(none given)'}", f"pick from {', '.join(ALL_METRICS)}"
+        )
+    return tuple(dict.fromkeys(known[_metric_key(n)] for n in names))
+
+
+def short_labels(evals: Sequence[Evaluation]) -> list[str]:
+    """Labels without the run when every evaluation is of one run, or only the run when every one is of
+    the same evaluation name; the full label when shortening would make two alike."""
+    runs = {e.run_id for e in evals}
+    names = {e.name for e in evals}
+    if len(runs) == 1:
+        short = [e.name for e in evals]
+    elif len(names) == 1 and None not in runs:
+        short = [str(e.run_id) for e in evals]
+    else:
+        short = [e.label for e in evals]
+    return short if len(set(short)) == len(short) else [e.label for e in evals]
 
 
 # ------------------------------------------------------------------------------------ the command
@@ -343,6 +404,7 @@ def _map_pair(matches: PerImageMatches, weights: np.ndarray) -> dict[str, np.nda
 def compare(cfg: CompareConfig) -> CompareResult:
     if cfg.bootstrap < 0:
         raise YqtError(f"--bootstrap must be >= 0, got {cfg.bootstrap}", "use --bootstrap 1000 (0 disables CIs)")
+    columns = table_columns(cfg)
     evals = resolve_inputs(cfg.inputs, cfg.runs_dir)
     baseline, warnings = choose_baseline(evals, cfg.baseline)
     evals, pairing_warnings, left_out = pair_by_image_set(evals, baseline, cfg.force)
@@ -354,12 +416,16 @@ def compare(cfg: CompareConfig) -> CompareResult:
         )
     ordered = [baseline] + [e for e in evals if e is not baseline]
     cis = _confidence_intervals(ordered, cfg) if cfg.bootstrap > 0 else {}
-    rows = tuple(_row(e, baseline, cis.get(e.label), cfg.max_drop_pt) for e in ordered)
+    shorts = short_labels(ordered)
+    rows = tuple(
+        replace(_row(e, baseline, cis.get(e.label), cfg.max_drop_pt), short_label=short)
+        for e, short in zip(ordered, shorts, strict=True)
+    )
     passed = all(r.within_max_drop is not False for r in rows)
     result = CompareResult(
         baseline=baseline.label, rows=rows, bootstrap=cfg.bootstrap, seed=cfg.seed, max_drop_pt=cfg.max_drop_pt,
         max_drop_metric=MAX_DROP_METRIC, passed=passed, warnings=tuple(warnings), plot=cfg.plot,
-        markdown=cfg.markdown, left_out=tuple(left_out),
+        markdown=cfg.markdown, left_out=tuple(left_out), columns=columns,
     )  # fmt: skip
     if cfg.markdown is not None:
         atomic_write_text(cfg.markdown, to_markdown(result))
@@ -408,7 +474,7 @@ def _row(
 ) -> CompareRow:
     is_baseline = ev is baseline
     metrics = {}
-    for m in TABLE_METRICS:
+    for m in (m for m in ALL_METRICS if m in ev.doc["metrics"] and m in baseline.doc["metrics"]):
         value, base = float(ev.doc["metrics"][m]), float(baseline.doc["metrics"][m])
         # The baseline against itself has no interval worth showing: null, like a metric without a CI.
         ci_pt = None if is_baseline or ci is None or m not in ci else (points(ci[m][0]), points(ci[m][1]))
@@ -427,7 +493,7 @@ def _row(
         num_images=int(ev.doc.get("num_images", len(ev.doc["image_ids"]))),
         image_ids_sha256=ev.doc["image_ids_sha256"], metrics_path=ev.path, is_baseline=is_baseline,
         metrics=metrics, within_max_drop=within, stale=stale_reason is not None, stale_reason=stale_reason,
-        model=ev.model,
+        model=ev.model, short_label=ev.label, mean_weight_bits=ev.mean_weight_bits,
     )  # fmt: skip
     return replace(row, verdict=verdict(row, max_drop_pt))
 
@@ -499,55 +565,153 @@ def _timestamp(text: Any) -> Any:
         return None
 
 
+def ci_text(ci: tuple[float, float] | None, digits: int = 1, sep: str = ",") -> str:
+    return "" if ci is None else f"[{signed(ci[0], digits)}{sep}{signed(ci[1], digits)}]"
+
+
 def to_markdown(result: CompareResult) -> str:
-    head = ["run", "model", "mode", "providers", *TABLE_METRICS, "latency ms"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    """The terminal table's columns as Markdown, for a PR: value, Δ in points and (first column) its CI."""
+    networks = {r.model for r in result.rows}
+    head = ["model", *(["network"] if len(networks) > 1 else []), "mode",
+            *(METRIC_LABELS[m] for m in result.columns), "latency ms", "size MB"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 2 else "--:" for i in range(len(head))) + "|"]
     for r in result.rows:
-        cells = [
-            r.label,
-            r.model or "-",
-            r.mode,
-            ", ".join(p.removesuffix("ExecutionProvider") for p in r.providers_used),
-        ]
-        for m in TABLE_METRICS:
-            md = r.metrics[m]
-            cell = f"{md.value:.4f}"
-            if not r.is_baseline:
-                cell += f" ({signed(md.delta_pt)} pt"
-                cell += f", CI [{signed(md.ci95_pt[0])}, {signed(md.ci95_pt[1])}])" if md.ci95_pt else ")"
+        cells = [r.short_label or r.label, *([r.model or "-"] if len(networks) > 1 else [])]
+        cells.append(mode_with_bits(r.mode, r.mean_weight_bits))
+        for i, m in enumerate(result.columns):
+            md = r.metrics.get(m)
+            cell = "-" if md is None else f"{md.value:.4f}"
+            if md is not None and not r.is_baseline:
+                cell += f" {signed(md.delta_pt)}"
+                cell += f" {ci_text(md.ci95_pt, 2, ', ')}" if i == 0 and md.ci95_pt else ""
             cells.append(cell)
-        cells.append(f"{r.latency_median_ms:.1f}")
-        lines.append("| " + " | ".join(cells) + " |")
+        cells += [f"{r.latency_median_ms:.1f}", f"{r.onnx_size_bytes / 1e6:.2f}"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    network = f"Network: {next(iter(networks))}. " if len(networks) == 1 and next(iter(networks)) else ""
     note = (
-        f"mAP values are fractions; deltas in mAP points vs baseline {result.baseline}; 95% paired bootstrap CI "
-        f"over images, {result.bootstrap} resamples, seed {result.seed}."
+        f"{network}Baseline: {result.baseline} (first row). mAP values are fractions; Δ in mAP points vs the "
+        f"baseline; [95% CI] from a paired bootstrap over images, {result.bootstrap} resamples, seed {result.seed}. "
+        "Latency: median per image; size: the ONNX file."
     )
-    verdicts = [f"- {r.label}: {r.verdict}" for r in result.rows if not r.is_baseline]
+    verdicts = [f"- {r.short_label or r.label}: {r.verdict}" for r in result.rows if not r.is_baseline]
     return "\n".join([*lines, "", note, "", *verdicts, ""])
 
 
+def squeeze(text: str, width: int) -> str:
+    """``text`` in ``width`` characters: its start and its end (where names differ) around one "…"."""
+    if len(text) <= width:
+        return text
+    tail = (width - 1) * 2 // 3
+    return text[: width - 1 - tail] + "…" + text[len(text) - tail :]
+
+
+def row_label(r: Any) -> str:
+    return (r.short_label or r.label) + (" (stale)" if r.stale else "")
+
+
+def _common_prefix(texts: Sequence[str]) -> str:
+    """The start every text shares, up to and with its last ``-``/``_`` (``yolov10n-``); every text keeps
+    something after it."""
+    if len(texts) < 2:
+        return ""
+    prefix = texts[0]
+    for text in texts[1:]:
+        while not text.startswith(prefix):
+            prefix = prefix[:-1]
+    cut = max(prefix.rfind("-"), prefix.rfind("_"))
+    prefix = prefix[: cut + 1]
+    return prefix if all(len(t) > len(prefix) for t in texts) else ""
+
+
+def compare_labels(rows: Sequence[Any], width: int | None) -> list[str] | None:
+    """The rows' labels in ``width`` characters: whole if they fit; else without the start their names
+    share (``yolov10n-``), the run id squeezed, then dropped; else squeezed in the middle. ``None``
+    when no way keeps them apart."""
+    full = [row_label(r) for r in rows]
+    if width is None or max(map(len, full)) <= width:
+        return full
+    parts = []
+    for r in rows:
+        short = r.short_label or r.label
+        split = r.run_id is not None and short == f"{r.run_id}/{r.name}"
+        parts.append((r.run_id if split else None, r.name if split or short == r.name else short))
+    prefix = _common_prefix([name for _, name in parts])
+    stale = [" (stale)" if r.stale else "" for r in rows]
+    names = [name[len(prefix) :] for _, name in parts]
+    rooms = [max(width - len(tag), 1) for tag in stale]
+    with_runs = [
+        f"{squeeze(run, room - len(name) - 1)}/{name}" if run is not None else name
+        for (run, _), name, room in zip(parts, names, rooms, strict=True)
+        if run is None or room - len(name) - 1 >= 10
+    ]
+    for candidate in (with_runs, names):
+        if len(candidate) == len(rows) and all(len(c) <= room for c, room in zip(candidate, rooms, strict=True)):
+            labels = [c + tag for c, tag in zip(candidate, stale, strict=True)]
+            if len(set(labels)) == len(labels):
+                return labels
+    labels = [squeeze(name, room) + tag for name, room, tag in zip(names, rooms, stale, strict=True)]
+    return labels if len(set(labels)) == len(labels) else None
+
+
+def wrap_label(text: str, width: int = 16) -> str:
+    """A long label on lines of at most ~``width`` characters, broken after ``/ - _`` (never inside a part)."""
+    import re
+
+    parts = [p for p in re.split(r"(?<=[/_-])", text) if p]
+    lines: list[str] = [""]
+    for part in parts:
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
 def write_plot(result: CompareResult, path: Path) -> None:
+    """Δ vs the baseline with 95% CIs, one group of bars per model: 8 x 4.5 in at 120 dpi (960 x 540),
+    legend and title above the axes, labels wrapped on their separators."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [r for r in result.rows if not r.is_baseline]
-    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(rows) + 2), 3.5))
+    metrics = [m for m in result.columns if m in CI_METRICS] or list(DEFAULT_COLUMNS)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120, layout="constrained")
     x = np.arange(len(rows))
-    for offset, metric in ((-0.18, "mAP_50_95"), (0.18, "mAP_50")):
+    width = 0.8 / len(metrics)
+    colours = ("#4C72B0", "#DD8452", "#55A868")
+    for i, metric in enumerate(metrics):
         deltas = np.array([r.metrics[metric].delta_pt for r in rows])
-        lo = np.array([(r.metrics[metric].ci95_pt or (r.metrics[metric].delta_pt,) * 2)[0] for r in rows])
-        hi = np.array([(r.metrics[metric].ci95_pt or (r.metrics[metric].delta_pt,) * 2)[1] for r in rows])
-        ax.bar(x + offset, deltas, width=0.34, label=f"Δ{metric}", yerr=[deltas - lo, hi - deltas], capsize=4)
+        cis = [r.metrics[metric].ci95_pt or (r.metrics[metric].delta_pt,) * 2 for r in rows]
+        err = [deltas - np.array([c[0] for c in cis]), np.array([c[1] for c in cis]) - deltas]
+        ax.bar(x + (i - (len(metrics) - 1) / 2) * width, deltas, width=width * 0.92, color=colours[i % 3],
+               label=f"Δ{METRIC_LABELS[metric]}", yerr=err, capsize=3, error_kw={"linewidth": 1})  # fmt: skip
     ax.axhline(0, color="black", linewidth=0.8)
     if result.max_drop_pt is not None:
-        ax.axhline(-result.max_drop_pt, color="red", linestyle="--", linewidth=0.8, label=f"-{result.max_drop_pt} pt")
-    ax.set_xticks(x, [r.label for r in rows], rotation=15, ha="right")
+        ax.axhline(-result.max_drop_pt, color="red", linestyle="--", linewidth=1,
+                   label=f"--max-drop {result.max_drop_pt:g} pt")  # fmt: skip
+    short = compare_labels(result.rows, 28) or [row_label(r) for r in result.rows]
+    by_row = dict(zip((id(r) for r in result.rows), short, strict=True))
+    wrap = max(12, 110 // max(len(rows), 1))  # characters per tick line: 22 for five models
+    ticks = [f"{wrap_label(by_row[id(r)], wrap)}\n({mode_with_bits(r.mode, r.mean_weight_bits)})" for r in rows]
+    ax.set_xticks(x, ticks, fontsize=8)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_ylabel("Δ vs baseline (mAP points)")
-    ax.set_title(f"vs {result.baseline} (95% bootstrap CI)")
-    ax.legend()
-    fig.tight_layout()
+    ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+    ax.set_axisbelow(True)
+    ax.margins(y=0.12)
+    base = next((r for r in result.rows if r.is_baseline), None)
+    name = by_row[id(base)] if base is not None else squeeze(result.baseline, 40)
+    network = f" ({base.model})" if base is not None and base.model and len({r.model for r in result.rows}) == 1 else ""
+    ci = f"95% paired bootstrap CI over {rows[0].num_images if rows else 0} images" if result.bootstrap else "no CI"
+    fig.suptitle(f"mAP change vs {squeeze(name + network, 60)}", x=0.01, ha="left", fontsize=11, fontweight="bold")
+    ax.set_title(f"Bars: Δ in mAP points; whiskers: {ci}", loc="left", fontsize=8.5, color="#444444", pad=22)
+    handles, names = ax.get_legend_handles_labels()
+    order = sorted(range(len(names)), key=lambda i: names[i].startswith("--max-drop"))  # the bars first
+    ax.legend(
+        [handles[i] for i in order], [names[i] for i in order], loc="lower left", bbox_to_anchor=(0.0, 1.0),
+        ncol=len(names), fontsize=8, frameon=False, borderaxespad=0.2,
+    )  # fmt: skip
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)

@@ -57,6 +57,16 @@ def signed(x: float, digits: int = 2) -> str:
     return f"{x:+.{digits}f}".replace("-", "\u2212")
 
 
+def mode_with_bits(mode: str, bits: float | None) -> str:
+    """``w8a8 8b``, ``w4a16 4.50b``; a float baseline by its precision alone (``fp32``)."""
+    name, _, precision = mode.partition(" ")
+    if name == "baseline":
+        return precision or name
+    if bits is None:
+        return name
+    return f"{name} {bits:.0f}b" if abs(bits - round(bits)) < 0.005 else f"{name} {bits:.2f}b"
+
+
 # --------------------------------------------------------------------------------------------- common
 
 
@@ -312,6 +322,14 @@ class CocoMetrics:
         if len(stats) != len(names):
             raise ValueError(f"expected {len(names)} COCO stats, got {len(stats)}")
         return cls(**{n: float(v) for n, v in zip(names, stats, strict=True)})
+
+
+# How tables and charts name the COCO metrics (the keys above stay the names in JSON and --metrics).
+METRIC_LABELS = {
+    "mAP_50_95": "mAP50-95", "mAP_50": "mAP50", "mAP_75": "mAP75", "mAP_small": "mAP-small",
+    "mAP_medium": "mAP-medium", "mAP_large": "mAP-large", "AR_1": "AR1", "AR_10": "AR10", "AR_100": "AR100",
+    "AR_small": "AR-small", "AR_medium": "AR-medium", "AR_large": "AR-large",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -592,6 +610,8 @@ class CompareConfig:
     max_drop_pt: float | None = None  # in mAP points (0.5 = 0.005 mAP)
     plot: Path | None = None
     markdown: Path | None = None
+    metrics: tuple[str, ...] = ()  # the table's metric columns as typed (--metrics); () is mAP50-95 and mAP50
+    all_metrics: bool = False  # --all: the 12 COCO metrics
 
 
 @dataclass(frozen=True)
@@ -629,11 +649,13 @@ class CompareRow:
     stale: bool = False
     stale_reason: str | None = None
     model: str = ""  # architecture and head, e.g. "yolov10n, nms head"
+    short_label: str = ""  # the label without the run when every row is of one run, e.g. "yolov10n-w8a8-qcdq-ptq"
+    mean_weight_bits: float | None = None  # parameter-weighted; a float baseline counts 32 (fp32) or 16 (fp16)
 
 
 @dataclass(frozen=True)
 class CompareResult:
-    SCHEMA: ClassVar[str] = "yqt/compare/1"
+    SCHEMA: ClassVar[str] = "yqt/compare/2"
 
     baseline: str
     rows: tuple[CompareRow, ...]
@@ -647,6 +669,7 @@ class CompareResult:
     markdown: Path | None = None
     left_out: tuple[str, ...] = ()  # evaluations not compared, each with the reason
     saved: Path | None = None  # the result's JSON in the baseline's run
+    columns: tuple[str, ...] = ("mAP_50_95", "mAP_50")  # the metrics the table shows (--metrics, --all)
 
 
 # --------------------------------------------------------------------------------------------- sensitivity

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def test_degraded_detections_give_a_ci_below_zero_and_fail_max_drop(baseline_eva
     for key in ("value", "baseline", "delta_pt", "ci95_pt", "ci_excludes_zero"):
         assert key in row["metrics"]["mAP_50"]
     assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "CI [" in (tmp_path / "d.md").read_text()
+    assert re.search(r"\| 0\.\d{4} −\d+\.\d\d \[−\d+\.\d\d, [+−]\d+\.\d\d\] \|", (tmp_path / "d.md").read_text())
 
 
 def test_compare_passes_max_drop_for_w8a16(baseline_eval, w8a16_eval, tmp_path: Path):
@@ -171,7 +172,7 @@ def test_max_drop_in_points_agrees_with_delta_pt_and_the_exit_code(case, baselin
     bootstrap = "0" if case == "no-ci" else "100"
     args = ["compare", *inputs, "--max-drop", "0.5", "--bootstrap", bootstrap]
     out = run_yqt(*args, "--json", runs_dir=tmp_path / "runs")
-    doc = json.loads(out.stdout)  # run_yqt has validated it against yqt/compare/1
+    doc = json.loads(out.stdout)  # run_yqt has validated it against yqt/compare/2
     assert doc["max_drop_pt"] == 0.5 and doc["max_drop_metric"] == "mAP_50_95"
     assert out.returncode == ci_gate(doc) == (0 if case == "pass" else 1), out.stderr
     assert doc["passed"] is (out.returncode == 0)
@@ -187,3 +188,146 @@ def test_max_drop_in_points_agrees_with_delta_pt_and_the_exit_code(case, baselin
     assert row["verdict"].split(". ")[0] in page and "--max-drop 0.5" in page
     result_lines = table.stdout.strip().splitlines()[-4:]
     assert any(ln.startswith("PASSED:" if case == "pass" else "FAILED:") for ln in result_lines), table.stdout
+
+
+# ------------------------------------------------------------------------------------ the table
+
+
+_SWEEP = "2026-11-29_04-55-11-a-long-sweep-of-quantization-modes"
+_ABLATION = "2026-12-01_10-12-44-ablation-gptq-groupsize"
+
+
+def _eval_as(src: Path, runs: Path, run_id: str, name: str, mode: str | None, bits: float | None) -> None:
+    """A real evaluation (metrics.json and its detections) copied under another name, mode and bit width."""
+    run = runs / run_id
+    if not run.is_dir():
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(empty_manifest(run_id))
+    folder = run / f"{name}-coco"
+    shutil.copytree(src.parent, folder)
+    doc = json.loads((folder / "metrics.json").read_text())
+    doc["name"] = name
+    if mode is not None:
+        doc["model"]["yqt.mode"] = mode
+    if bits is not None:
+        doc["model"]["yqt.mean_weight_bits"] = bits
+    (folder / "metrics.json").write_text(json.dumps(doc))
+
+
+@pytest.fixture(scope="module")
+def five_models(baseline_eval, w8a16_eval, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """Five real evaluations in two runs with long ids: the baseline, w8a16, and copies posing as others."""
+    runs = tmp_path_factory.mktemp("five") / "runs"
+    base, w8 = Path(baseline_eval.metrics_path), Path(w8a16_eval.metrics_path)
+    _eval_as(base, runs, _SWEEP, "yolov10n-baseline-fp32", None, None)
+    _eval_as(w8, runs, _SWEEP, "yolov10n-w8a16-qcdq-ptq", None, None)
+    _eval_as(w8, runs, _SWEEP, "yolov10n-w8a8-qcdq-ptq-percentile", "w8a8", 8.0)
+    _eval_as(w8, runs, _SWEEP, "yolov10n-w4a16-gptq-mixed-target-4.5", "w4a16", 4.5012)
+    _eval_as(w8, runs, _ABLATION, "yolov10n-w4a16-gptq-g64", "w4a16", 4.0)
+    return runs, [_SWEEP, _ABLATION]
+
+
+def _page(monkeypatch: pytest.MonkeyPatch, runs: Path, inputs: list[str], columns: int, *extra: str):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setenv("NO_COLOR", "1")
+    return run_yqt("compare", *inputs, "--bootstrap", "50", *extra, runs_dir=runs)
+
+
+_VALUE = re.compile(r"\b[01]\.\d{4}\b")  # an mAP fraction: only table rows print them
+
+
+def _unsaved(text: str) -> str:
+    """The page without its "saved:" line, whose file name has the time in it."""
+    return "\n".join(ln for ln in text.splitlines() if "saved: " not in ln)
+
+
+def _table_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if _VALUE.search(ln)]
+
+
+def test_table_at_100_columns_is_one_line_per_model(five_models, monkeypatch: pytest.MonkeyPatch):
+    from tests.integration.test_output import broken_words, overlong_lines
+
+    runs, inputs = five_models
+    out = _page(monkeypatch, runs, inputs, 100, "--max-drop", "0.5")
+    assert out.returncode == 0, out.stderr
+    assert "\x1b[" not in out.stdout + out.stderr  # NO_COLOR, piped: plain text
+    assert overlong_lines(out.stdout, 100) == [], out.stdout  # past 100: only a long path on its own
+    rows = _table_lines(out.stdout)
+    assert [ln for ln in rows if len(ln) > 100] == [], out.stdout
+    assert len(rows) == 5, out.stdout  # one line per model, the label not wrapped onto a second
+    header = next(ln for ln in out.stdout.splitlines() if "mAP50-95" in ln)
+    assert header.split() == ["model", "mode", "mAP50-95", "mAP50", "lat", "ms", "size", "MB"], header
+    assert "fp32" in rows[0] and "w4a16 4.50b" in out.stdout and "w8a8 8b" in out.stdout
+    assert re.search(r"0\.\d{4} [+−]\d\.\d\d \[[+−]\d+\.\d,[+−]\d+\.\d\]", rows[1]), rows[1]  # value, Δ, CI
+    assert _SWEEP not in "\n".join(rows)  # short labels; the full ones are listed once below
+    wide = _page(monkeypatch, runs, inputs, 400, "--max-drop", "0.5").stdout
+    assert broken_words(_unsaved(out.stdout), _unsaved(wide)) == [], out.stdout
+    assert "PASSED" in out.stdout.strip().splitlines()[-2]
+
+
+def test_table_at_80_columns_breaks_no_word(five_models, monkeypatch: pytest.MonkeyPatch):
+    from tests.integration.test_output import broken_words, overlong_lines
+
+    runs, inputs = five_models
+    narrow = _unsaved(_page(monkeypatch, runs, inputs, 80).stdout)
+    wide = _unsaved(_page(monkeypatch, runs, inputs, 400).stdout)
+    assert overlong_lines(narrow, 80) == [], narrow
+    assert len(_table_lines(narrow)) == 5 and max(map(len, _table_lines(narrow))) <= 80, narrow
+    note = "note: not shown at 80 columns: size MB; widen the terminal, or use --markdown or --json"
+    assert note in " ".join(narrow.split())
+    assert broken_words(narrow, f"{wide}\n{note}") == [], narrow
+
+
+def test_metrics_and_all_pick_the_columns(five_models, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from yqt.records import METRIC_LABELS
+
+    runs, inputs = five_models
+    picked = _page(monkeypatch, runs, inputs, 100, "--metrics", "mAP_50_95,mAP_75,AR_100")
+    assert picked.returncode == 0, picked.stderr
+    header = next(ln for ln in picked.stdout.splitlines() if "mAP50-95" in ln).split()
+    assert header[2:5] == ["mAP50-95", "mAP75", "AR100"] and "mAP50" not in header, header
+    everything = _page(monkeypatch, runs, inputs, 100, "--all", "--markdown", str(tmp_path / "all.md"))
+    assert everything.returncode == 0, everything.stderr
+    words = everything.stdout.split()
+    assert all(label in words for label in METRIC_LABELS.values()), everything.stdout
+    assert max(map(len, _table_lines(everything.stdout))) <= 100, everything.stdout
+    assert len(_table_lines(everything.stdout)) == 10  # the mAPs and the ARs: a table each, a line per model
+    md_header = (tmp_path / "all.md").read_text().splitlines()[0]
+    assert all(f" {label} " in md_header for label in METRIC_LABELS.values()), md_header
+    doc = json.loads(run_yqt("compare", *inputs, "--bootstrap", "50", "--json", runs_dir=runs).stdout)
+    assert all(set(row["metrics"]) == set(METRIC_LABELS) for row in doc["rows"])
+    assert doc["columns"] == ["mAP_50_95", "mAP_50"]
+    bits = {row["name"]: row["mean_weight_bits"] for row in doc["rows"]}
+    assert bits["yolov10n-baseline-fp32"] == 32 and bits["yolov10n-w4a16-gptq-g64"] == 4.0
+    assert {row["short_label"] for row in doc["rows"]} == {row["label"] for row in doc["rows"]}  # two runs: whole
+
+
+def test_bad_metrics_name_is_one_line(five_models, monkeypatch: pytest.MonkeyPatch):
+    runs, inputs = five_models
+    bad = _page(monkeypatch, runs, inputs, 100, "--metrics", "mAP_50_95,mAP_99")
+    assert_one_line_error(bad, "--metrics: unknown metric mAP_99", "mAP_50_95, mAP_50, mAP_75", "AR_large")
+    assert bad.stdout == ""
+    both = _page(monkeypatch, runs, inputs, 100, "--metrics", "mAP_50", "--all")
+    assert_one_line_error(both, "--metrics and --all")
+
+
+def test_plot_is_a_readme_sized_png(five_models, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from PIL import Image
+
+    runs, inputs = five_models
+    png = tmp_path / "compare.png"
+    out = _page(monkeypatch, runs, inputs, 100, "--plot", str(png), "--max-drop", "0.5")
+    assert out.returncode == 0, out.stderr
+    with Image.open(png) as image:
+        image.load()  # decodes
+        assert image.size == (960, 540)
+    assert not list(tmp_path.glob(".*"))  # written atomically: no temporary left
+
+
+def test_one_run_drops_the_run_from_the_labels(five_models):
+    runs, _ = five_models
+    result = _compare(str(runs / _SWEEP), bootstrap=0)
+    shorts = [r.short_label for r in result.rows]
+    assert shorts[:2] == ["yolov10n-baseline-fp32", "yolov10n-w4a16-gptq-mixed-target-4.5"]
+    assert all(r.label.startswith(f"{_SWEEP}/") for r in result.rows)

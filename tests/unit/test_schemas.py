@@ -18,6 +18,7 @@ from yqt.schema import SCHEMA_DIR
 
 SNAPSHOT = {
     "compare-1.json": "0a1844d2386a2353332a6296128a7baca17d31ffd2f753e7c483a9c4a5b2a5fc",
+    "compare-2.json": "465e565235fe59b4e0bb076a9eaef8e0cdd23aa4fa67cd60a946c8b4217f9df4",
     "curves-1.json": "8e3144cb0d4331e0508f4d28ad57109dc422c6d285d7c73530d19d07f1b60f00",
     "error-1.json": "18665d15fe167b52ff23b0cfb6382377a1d9bc406e3572d0fb364a60ecd7b0e9",
     "eval-1.json": "ec1a687bd417dd42815a1b62ce120247388cb86de61215f4d6416e5613118bb5",

@@ -178,10 +178,13 @@ def _one_line(text: str, limit: int = 300) -> str:
 # ------------------------------------------------------------------------------------------ compare
 
 
+COMPARE_SCHEMAS = ("yqt/compare/1", "yqt/compare/2")
+
+
 def _covers(doc: dict[str, Any], evals: Sequence[EvalDoc]) -> bool:
     """A saved comparison is still the word on the run: bootstrapped, and a row for every current
     evaluation on the baseline's image set, of the same model, images and mAP."""
-    if not isinstance(doc, dict) or doc.get("schema") != "yqt/compare/1" or not doc.get("bootstrap"):
+    if not isinstance(doc, dict) or doc.get("schema") not in COMPARE_SCHEMAS or not doc.get("bootstrap"):
         return False
     rows = {r.get("name"): r for r in doc.get("rows", [])}
     base = next((r for r in doc.get("rows", []) if r.get("is_baseline")), None)
@@ -200,7 +203,7 @@ def _covers(doc: dict[str, Any], evals: Sequence[EvalDoc]) -> bool:
 
 
 def compare_from_json(doc: dict[str, Any]) -> CompareResult:
-    """A saved ``yqt/compare/1`` document back into a record (the fields the report uses)."""
+    """A saved ``yqt/compare/*`` document back into a record (the fields the report uses)."""
     from yqt.records import MetricDelta
 
     rows = []
@@ -235,6 +238,8 @@ def compare_from_json(doc: dict[str, Any]) -> CompareResult:
                 stale=bool(r.get("stale")),
                 stale_reason=r.get("stale_reason"),
                 model=r.get("model", ""),
+                short_label=r.get("short_label") or "",
+                mean_weight_bits=r.get("mean_weight_bits"),
             )
         )
     return CompareResult(
