@@ -12,7 +12,7 @@ import io
 import json
 import sys
 import textwrap
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -386,26 +386,6 @@ def step_lines(step: Any, view: View, reasons: bool = True) -> list[Text]:
     return lines
 
 
-def _pipeline_compare(doc: Mapping[str, Any], columns: Sequence[str]) -> Table:
-    table = _table("Against the baseline (mAP50-95; Δ in points, 95% CI)")
-    for col in columns:
-        _col(table, col, justify="left" if col in ("model", "mode") else "right")
-    for row in doc.get("rows", []):
-        m = row["metrics"]["mAP_50_95"]
-        ci = m.get("ci95_pt")
-        cells = {
-            "model": row.get("name", row["label"]),
-            "mode": row.get("mode", ""),
-            "mAP50-95": f"{m['value']:.4f}",
-            "Δ pt": "" if row.get("is_baseline") else signed(m["delta_pt"]),
-            "95% CI": f"[{signed(ci[0], 1)}, {signed(ci[1], 1)}]" if ci else "",
-            "verdict": "baseline" if row.get("is_baseline") else
-                {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "-"}[row.get("within_max_drop")],
-        }  # fmt: skip
-        table.add_row(*(cells[c] for c in columns))
-    return table
-
-
 def render_pipeline(result: Any, view: View) -> list[Any]:
     steps = Block(view)
     steps.line("[bold]Steps[/]")
@@ -413,8 +393,12 @@ def render_pipeline(result: Any, view: View) -> list[Any]:
         steps.lines += step_lines(step, view)
     items: list[Any] = [steps]
     if result.compare:
-        columns = ("model", "mode", "mAP50-95", "Δ pt", "95% CI", "verdict")
-        items.append(fit_table(lambda cols: _pipeline_compare(result.compare, cols), columns, 3, view.width))
+        from yqt.report.collect import compare_from_json
+
+        # The same table as yqt compare prints, from the comparison the pipeline saved.
+        compared = compare_from_json(dict(result.compare))
+        networks = len({r.model for r in compared.rows}) > 1
+        items.append(fit_compare(compared, ("mAP_50_95", "mAP_50"), view.width, networks)[0])
     counts = ", ".join(
         f"{result.count(s)} {s.value}" for s in type(result.steps[0].status) if result.count(s)
     ) if result.steps else "no steps"  # fmt: skip

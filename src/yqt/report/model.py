@@ -112,9 +112,15 @@ def provenance(
         cfg = quantize.get("config") or {}
         parts = [f"mode {quantize.get('mode')}"]
         if cfg:
-            parts.append(f"GPTQ {'on' if cfg.get('gptq') else 'off'}")
-            parts.append(f"layout {cfg.get('layout')}")
-            parts.append(f"{cfg.get('calib_images')} calibration images")
+            # What was applied, not what was asked: GPTQ runs on low-bit layers only, and only
+            # modes with int8 activations have a layout or calibrate.
+            solved = int(quantize.get("gptq_layers") or 0)
+            parts.append(f"GPTQ on {solved} layers" if solved else "no GPTQ")
+            if quantize.get("activations"):
+                parts.append(f"layout {cfg.get('layout')}")
+            calib_set = quantize.get("calibration") or {}
+            if calib_set.get("images"):
+                parts.append(f"{len(calib_set['images'])} calibration images")
             if cfg.get("target_bits") is not None:
                 parts.append(f"target {cfg['target_bits']} bits")
         parity = quantize.get("parity") or {}
