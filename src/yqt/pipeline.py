@@ -240,6 +240,8 @@ class _Executor:
         record = self.run.latest_step(name) if self.run.exists else None
         if record is not None and before is not None and record["id"] == before["id"]:
             record = None  # the stage refused its input before its step began
+        if reason is None and record is None:
+            reason = f"{name} finished without recording a step in {self.run.manifest_path}"
         if reason is not None and record is None:
             self.run.record_failure(name, config, reason)
         status = StepStatus.FAILED if reason is not None else StepStatus.DONE
