@@ -150,7 +150,7 @@ class Output:
 
         bar = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=self.err,
@@ -161,11 +161,12 @@ class Output:
         def started(name: str, index: int, count: int) -> None:
             if not bar.live.is_started:
                 bar.start()
-            bar.update(overall, description=f"step {index}/{count} {name}")
+            # One width for every step, so the bar does not jump as names change length.
+            bar.update(overall, description=f"step {index}/{count} {name}"[:36].ljust(36))
             bar.reset(phase, total=None, visible=False)
 
         def progress(what: str, done: int, count: int) -> None:
-            bar.update(phase, description=f"  {what}", completed=done, total=count, visible=True)
+            bar.update(phase, description=f"  {what}"[:36].ljust(36), completed=done, total=count, visible=True)
 
         def finished(step: Any) -> None:
             bar.update(phase, visible=False)
