@@ -107,6 +107,19 @@ CocoRoot = Annotated[
 ]
 
 
+ImageIdsList = Annotated[
+    Path | None,
+    typer.Option("--image-ids-list", help="File of image ids to score (one per line).", show_default="none"),
+]
+CalibDir = Annotated[
+    Path | None,
+    typer.Option("--calib-dir", help="Calibration image folder.", show_default="<coco-root>/train2017"),
+]
+CalibImages = Annotated[
+    int, typer.Option("--calib-images", metavar="N", help="Calibration images: the first N files by name.")
+]
+
+
 def _device(value: str) -> ExportDevice:
     from yqt.records import ExportDevice
 
@@ -244,10 +257,7 @@ def eval_(
             show_default="every image in the annotations",
         ),
     ] = None,
-    image_ids_list: Annotated[
-        Path | None,
-        typer.Option("--image-ids-list", help="File of image ids to score (one per line).", show_default="none"),
-    ] = None,
+    image_ids_list: ImageIdsList = None,
     conf: Annotated[
         float, typer.Option("--conf", metavar="SCORE", help="Keep detections with score (0 to 1) above this.")
     ] = 0.001,
@@ -312,13 +322,8 @@ def quantize(
         Path | None,
         typer.Option("--coco-root", help="COCO root; calibration uses its train2017/.", show_default="none"),
     ] = None,
-    calib_dir: Annotated[
-        Path | None,
-        typer.Option("--calib-dir", help="Calibration image folder.", show_default="<coco-root>/train2017"),
-    ] = None,
-    calib_images: Annotated[
-        int, typer.Option("--calib-images", metavar="N", help="Calibration images: the first N files by name.")
-    ] = 64,
+    calib_dir: CalibDir = None,
+    calib_images: CalibImages = 64,
     calib_percentile: Annotated[
         float,
         typer.Option(
@@ -598,20 +603,12 @@ def pipeline(
         int | None,
         typer.Option("--max-images", metavar="N", help="Score the first N image ids.", show_default="all"),
     ] = None,
-    image_ids_list: Annotated[
-        Path | None,
-        typer.Option("--image-ids-list", help="File of image ids to score (one per line).", show_default="none"),
-    ] = None,
+    image_ids_list: ImageIdsList = None,
     weights: Weights = None,
     imgsz: Imgsz = 640,
     device: Device = "auto",
-    calib_dir: Annotated[
-        Path | None,
-        typer.Option("--calib-dir", help="Calibration image folder.", show_default="<coco-root>/train2017"),
-    ] = None,
-    calib_images: Annotated[
-        int, typer.Option("--calib-images", metavar="N", help="Calibration images: the first N files by name.")
-    ] = 64,
+    calib_dir: CalibDir = None,
+    calib_images: CalibImages = 64,
     target_bits: Annotated[
         float | None,
         typer.Option(
