@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from yqt.errors import Interrupted, YqtError
+from yqt.errors import Interrupted, YqtError, error_line
 
 if TYPE_CHECKING:  # rich and the records stay unimported until a command runs
     from yqt.records import ExportDevice
@@ -633,21 +633,21 @@ def pipeline(
 ) -> None:
     """Export, quantize each mode, smoke, evaluate, compare and report, in one run; a rerun redoes only
     what changed. Exit 1 if any step failed."""
-    from yqt.pipeline import run_pipeline, step_count, validate_pipeline_config
+    from yqt.pipeline import run_pipeline, step_count
     from yqt.records import PipelineConfig
     from yqt.runs import Run
     from yqt.runtime import parse_providers
     from yqt.ui import render_pipeline
 
     out = _output(json_output)
-    cfg = validate_pipeline_config(PipelineConfig(
+    cfg = PipelineConfig(
         modes=tuple(m for m in modes.replace(" ", "").split(",") if m), weights=weights, imgsz=imgsz,
         device=_device(device), coco_root=coco_root, calib_dir=calib_dir, calib_images=calib_images,
         target_bits=target_bits, max_images=max_images, image_ids_list=image_ids_list,
         providers=parse_providers(providers), bootstrap=bootstrap, seed=seed, max_drop_pt=max_drop,
-    ))  # fmt: skip
+    )  # fmt: skip
     target = Run.open(runs_dir, run)
-    with out.work(), out.pipeline(step_count(cfg)) as events:
+    with out.work(), out.pipeline(step_count(cfg)) as events:  # run_pipeline validates cfg first
         result = run_pipeline(cfg, target, events)
     out.result(result, render_pipeline)
     if not result.passed:
@@ -737,11 +737,6 @@ def _json_requested(argv: list[str]) -> bool:
     return "--json" in argv
 
 
-def _error_line(message: str, hint: str | None) -> str:
-    # One line, one stop: "Protobuf parsing failed." + "; hint" must not read ".;".
-    return f"{message.rstrip('.;')}" + (f"; {hint}" if hint else "")
-
-
 def _fail(message: str, hint: str | None, exit_code: int, label: str = "error") -> None:
     """The one stderr line, and under --json the error document on stdout, so a script always gets JSON."""
     if _json_requested(sys.argv[1:]):
@@ -750,7 +745,7 @@ def _fail(message: str, hint: str | None, exit_code: int, label: str = "error") 
         doc = error_document(f"{label}: {message}" if label != "error" else message, hint, exit_code)
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         sys.stdout.flush()
-    sys.stderr.write(f"yqt: {label}: {_error_line(message, hint)}\n")
+    sys.stderr.write(f"yqt: {label}: {error_line(message, hint)}\n")
     if label == "interrupted":
         # Ctrl-C means now: do not wait at exit for worker threads of the work cut short (eval's COCO
         # matcher), whose late prints would land after the line above. Everything yqt wrote is closed.

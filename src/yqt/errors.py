@@ -22,6 +22,12 @@ class YqtError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+def error_line(message: str, hint: str | None) -> str:
+    """The problem and its fix in one line, as the CLI prints it and a pipeline step records it."""
+    # One line, one stop: "Protobuf parsing failed." + "; hint" must not read ".;".
+    return f"{message.rstrip('.;')}" + (f"; {hint}" if hint else "")
+
+
 class Interrupted(BaseException):
     """Ctrl-C in the CLI. Not a KeyboardInterrupt: click would turn that into "Aborted!" and exit 1
     before yqt could say what was left; run steps record it as ``failed: interrupted`` either way,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from yqt.errors import YqtError
+from yqt.errors import YqtError, error_line
 from yqt.records import (
     CompareConfig,
     EvalConfig,
@@ -191,10 +191,7 @@ def _artifact_path(run: Run, art: Mapping[str, Any]) -> Path:
 
 
 def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, YqtError):
-        text = exc.message.rstrip(".;") + (f"; {exc.hint}" if exc.hint else "")
-    else:
-        text = f"{type(exc).__name__}: {exc}"
+    text = error_line(exc.message, exc.hint) if isinstance(exc, YqtError) else f"{type(exc).__name__}: {exc}"
     return " ".join(text.split())
 
 
