@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import coco_root_or_exit
+from _common import coco_root_or_exit, ort_map
 
 W4A8_KEEP_8BIT = ("model.[0-7]", "model.9")
 MUST = {
@@ -114,14 +114,14 @@ def main() -> None:
             if not result.passed:
                 print(f"{mode}: FAILED {result.failures}")
                 continue
-            ort_map = score(result.onnx.path)
+            ort = score(result.onnx.path)
             paths[mode] = result.onnx.path
-            rows.append((mode, result, ort_map, torch_ref))
+            rows.append((mode, result, ort, torch_ref))
             kept = [d.name for d in result.layers if d.bits == 8] if mode.startswith("w4") else []
             t = result.timings
             print(
-                f"{mode:6s} ORT mAP {ort_map:.4f} (Δ {100 * (ort_map - float_map):+.2f} pt)"
-                + (f"  PyTorch fake-quant {torch_ref:.4f} (ORT−PyTorch {100 * (ort_map - torch_ref):+.2f} pt)"
+                f"{mode:6s} ORT mAP {ort:.4f} (Δ {100 * (ort - float_map):+.2f} pt)"
+                + (f"  PyTorch fake-quant {torch_ref:.4f} (ORT−PyTorch {100 * (ort - torch_ref):+.2f} pt)"
                    if torch_ref is not None else "")
                 + f"  mean bits {result.mean_weight_bits:.2f}  {result.onnx.size_bytes / 1e6:.2f} MB"
                 + (f"  int8 convs fused {result.activations.int8_convs_fused}" if result.activations else ""),
@@ -139,14 +139,14 @@ def main() -> None:
             print(f"  {k:6s} {v * 1000:7.1f} ms  {v / lat['float']:.3f}x float")
         w8a16_bytes = next((r.onnx.size_bytes for m, r, *_ in rows if m == "w8a16"), None)
         print("\nmust show:")
-        for mode, result, ort_map, torch_ref in rows:
+        for mode, result, ort, torch_ref in rows:
             if torch_ref is not None:
-                gap = 100 * abs(ort_map - torch_ref)
+                gap = 100 * abs(ort - torch_ref)
                 print(f"  {mode:6s} ORT mAP = PyTorch fake-quant mAP within 0.3 pt -> {gap:.2f} pt: "
                       f"{'yes' if gap <= 0.3 else 'NO'}")  # fmt: skip
             ratio = lat[mode] / lat["float"]
             size = f", file {result.onnx.size_bytes / w8a16_bytes:.2f}x w8a16" if w8a16_bytes else ""
-            print(f"  {mode:6s} {MUST[mode]:45s} -> Δ {100 * (ort_map - float_map):+.2f} pt, mAP {ort_map:.4f}, "
+            print(f"  {mode:6s} {MUST[mode]:45s} -> Δ {100 * (ort - float_map):+.2f} pt, mAP {ort:.4f}, "
                   f"{result.mean_weight_bits:.2f} bits, {ratio:.3f}x float latency, "
                   f"quantize {result.timings['total_s']:.0f} s{size}")  # fmt: skip
 

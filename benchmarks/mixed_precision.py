@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import coco_root_or_exit
+from _common import coco_root_or_exit, ort_map
 from lowbit_modes import torch_map
 
 PLOT = Path(__file__).resolve().parent / "mixed_precision.png"
@@ -107,13 +107,13 @@ def main() -> None:
             if not result.passed:
                 print(f"{label}: FAILED {result.failures}", flush=True)
                 continue
-            ort_map = score(result.onnx.path)
+            ort = score(result.onnx.path)
             bits = result.mean_weight_bits
-            points.append((label, bits, ort_map))
-            achieved[(mode, target)] = (ort_map, bits, torch_ref)
+            points.append((label, bits, ort))
+            achieved[(mode, target)] = (ort, bits, torch_ref)
             promoted = len(result.mixed_precision.promoted) if result.mixed_precision else 0
             print(
-                f"{label:26s} mAP {ort_map:.4f} ({ort_map / float_map:6.1%} of float)  {bits:.3f} bits  "
+                f"{label:26s} mAP {ort:.4f} ({ort / float_map:6.1%} of float)  {bits:.3f} bits  "
                 f"{promoted:2d} layers promoted  {result.onnx.size_bytes / 1e6:.2f} MB  "
                 f"quantize {result.timings['total_s']:.0f} s"
                 + (f"  PyTorch fake-quant {torch_ref:.4f}" if torch_ref is not None else ""),
