@@ -7,7 +7,7 @@ exported in that same run (dev set, first 100 ids):
 - where quantize time goes (GPTQ, activation calibration, export and gates);
 - ORT CPU latency, median over alternating rounds of every model in one process, as a ratio to float.
 
-    python benchmarks/lowbit_modes.py [--calib-images 64] [--rounds 30]
+    python benchmarks/lowbit_modes.py [--calib-images N] [--rounds 30]
 
 The w4a8 8-bit set is the stem and early stages plus SPPF (``model.[0-7]``, ``model.9``): small,
 early layers whose 4-bit error propagates through the whole network (the sensitivity ranking of the
@@ -76,7 +76,7 @@ def latency_ratios(paths: dict[str, Path], rounds: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--calib-images", type=int, default=64)
+    parser.add_argument("--calib-images", type=int, default=None, help="default: yqt's (128 for GPTQ)")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--max-images", type=int, default=100)
     args = parser.parse_args()

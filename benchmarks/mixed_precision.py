@@ -8,7 +8,7 @@ exported in that same run (dev set, first 100 ids):
 - the PyTorch fake-quant mAP of the 4.5-bit model, which the ORT mAP must equal within 0.3 pt;
 - a mAP-vs-mean-bits plot, written to benchmarks/mixed_precision.png.
 
-    python benchmarks/mixed_precision.py [--targets 4.25,4.5,5.0,6.0] [--calib-images 64]
+    python benchmarks/mixed_precision.py [--targets 4.25,4.5,5.0,6.0] [--calib-images N]
 
 GPTQ runs once per model: about 6 minutes each on a 2-core CPU, so the whole script takes ~45 min.
 """
@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--targets", default="4.25,4.5,5.0,6.0")
     parser.add_argument("--w4a8-target", type=float, default=5.0)
-    parser.add_argument("--calib-images", type=int, default=64)
+    parser.add_argument("--calib-images", type=int, default=None, help="default: yqt's (128 for GPTQ)")
     parser.add_argument("--max-images", type=int, default=100)
     args = parser.parse_args()
     coco = coco_root_or_exit()

@@ -116,7 +116,11 @@ CalibDir = Annotated[
     typer.Option("--calib-dir", help="Calibration image folder.", show_default="<coco-root>/train2017"),
 ]
 CalibImages = Annotated[
-    int, typer.Option("--calib-images", metavar="N", help="Calibration images: the first N files by name.")
+    int | None,
+    typer.Option(
+        "--calib-images", metavar="N", help="Calibration images: the first N files by name.",
+        show_default="128 for 4-bit GPTQ, else 64",
+    ),
 ]
 
 
@@ -323,7 +327,7 @@ def quantize(
         typer.Option("--coco-root", help="COCO root; calibration uses its train2017/.", show_default="none"),
     ] = None,
     calib_dir: CalibDir = None,
-    calib_images: CalibImages = 64,
+    calib_images: CalibImages = None,
     calib_percentile: Annotated[
         float,
         typer.Option(
@@ -608,7 +612,7 @@ def pipeline(
     imgsz: Imgsz = 640,
     device: Device = "auto",
     calib_dir: CalibDir = None,
-    calib_images: CalibImages = 64,
+    calib_images: CalibImages = None,
     target_bits: Annotated[
         float | None,
         typer.Option(

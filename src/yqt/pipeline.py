@@ -84,8 +84,10 @@ def validate_pipeline_config(cfg: PipelineConfig) -> PipelineConfig:
         raise YqtError(f"image id list not found: {cfg.image_ids_list}", "pass --image-ids-list FILE, one id per line")
     if cfg.calib_dir is not None and not Path(cfg.calib_dir).is_dir():
         raise YqtError(f"--calib-dir not found: {cfg.calib_dir}", "pass a folder of real images, e.g. <coco>/train2017")
-    if cfg.calib_images < 1:
-        raise YqtError(f"--calib-images must be at least 1, got {cfg.calib_images}", "use the default 64")
+    if cfg.calib_images is not None:
+        from yqt.quant.calibrate import check_count
+
+        check_count(cfg.calib_images)
     if cfg.bootstrap < 0:
         raise YqtError(f"--bootstrap must be >= 0, got {cfg.bootstrap}", "use --bootstrap 1000 (0 disables CIs)")
     if cfg.target_bits is not None:
@@ -361,7 +363,10 @@ def _quantize(ex: _Executor, plan: _Plan, mode: str) -> _Outcome:
     )  # fmt: skip
     inputs: dict[str, Any] = {"weights": plan.weights_sha}
     if needs_images and plan.data.calib_dir is not None:
-        inputs["calibration"] = calibration_digest(plan.data.calib_dir, cfg.calib_images)
+        from yqt.quant.calibrate import resolve_count
+
+        count = resolve_count(cfg.calib_images, get_mode(mode), qcfg.gptq)
+        inputs["calibration"] = calibration_digest(plan.data.calib_dir, count)
 
     def action() -> str | None:
         from yqt.quantize import quantize

@@ -194,11 +194,11 @@ def _measures_sensitivity(cfg: QuantizeConfig) -> bool:
 
 
 def _calibration(cfg: QuantizeConfig, mode: QuantMode) -> tuple[Any, tuple[str, ...]]:
-    calibrate.check_count(cfg.calib_images)  # even where unused: a 0 is a mistake worth saying
+    count = calibrate.resolve_count(cfg.calib_images, mode, cfg.gptq)  # even where unused: a 0 is a mistake
     if not (mode.needs_calibration(cfg.gptq) or _measures_sensitivity(cfg)):
         return None, ()
     folder = calibrate.resolve_calib_dir(cfg.calib_dir, cfg.coco_root, f"--mode {mode.name}")
-    return calibrate.select_calibration(folder, cfg.calib_images)
+    return calibrate.select_calibration(folder, count)
 
 
 def _validate(cfg: QuantizeConfig, mode: QuantMode, opset: int) -> tuple[str, ...]:

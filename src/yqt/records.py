@@ -462,7 +462,7 @@ class QuantizeConfig:
     providers: tuple[str, ...] = ("cuda", "cpu")
     coco_root: Path | None = None
     calib_dir: Path | None = None  # None: <coco_root>/train2017
-    calib_images: int = 64
+    calib_images: int | None = None  # None: 128 when GPTQ runs (4-bit modes), else 64
     gptq: bool = True
     act_order: bool = False
     layout: Layout = Layout.ORT
@@ -569,7 +569,7 @@ class SizeReport:
 
 @dataclass(frozen=True)
 class QuantizeResult:
-    SCHEMA: ClassVar[str] = "yqt/quantize/1"
+    SCHEMA: ClassVar[str] = "yqt/quantize/2"
 
     mode: str
     model: ModelInfo
@@ -777,7 +777,7 @@ class PipelineConfig:
     device: ExportDevice = ExportDevice.AUTO
     coco_root: Path | None = None  # None (or a folder that is not there): only the steps that need no data
     calib_dir: Path | None = None  # None: <coco_root>/train2017
-    calib_images: int = 64
+    calib_images: int | None = None  # None: each mode's quantize default
     target_bits: float | None = None  # for the 4-bit modes: the mean weight bits of the mixed precision
     max_images: int | None = None
     image_ids_list: Path | None = None
@@ -807,7 +807,7 @@ class PipelineStep:
 
 @dataclass(frozen=True)
 class PipelineResult:
-    SCHEMA: ClassVar[str] = "yqt/pipeline/1"
+    SCHEMA: ClassVar[str] = "yqt/pipeline/2"
 
     run_id: str
     run_root: Path

@@ -88,6 +88,17 @@ def test_w8a8_records_its_calibration_images_in_the_run_and_the_file(w8a8, coco_
     assert step["summary"]["calibration_sha256"] == calib.sha256 and step["summary"]["int8_convs_fused"] == 82
 
 
+def test_gptq_modes_calibrate_on_128_images_by_default_and_w8a8_on_64(coco_root: Path):
+    from yqt.quant.modes import get_mode
+    from yqt.quantize import _calibration
+    from yqt.records import QuantizeConfig
+
+    names = sorted(p.name for p in (coco_root / "train2017").glob("*.jpg"))
+    for mode, gptq, count in (("w4a16", True, 128), ("w4a8", True, 128), ("w4a8", False, 64), ("w8a8", True, 64)):
+        calib, warnings = _calibration(QuantizeConfig(mode=mode, gptq=gptq, coco_root=coco_root), get_mode(mode))
+        assert [i.name for i in calib.images] == names[:count] and calib.requested == count and not warnings, mode
+
+
 def test_w8a8_accuracy_within_half_a_point_of_float(w8a8, baseline_eval, coco_root: Path):
     from yqt.evaluate import evaluate
     from yqt.records import EvalConfig

@@ -149,6 +149,22 @@ def test_calibration_set_is_the_first_n_images_by_name_traced_by_content(tmp_pat
         select_calibration(tmp_path / "c", 0)
 
 
+def test_gptq_gets_more_calibration_images_by_default_and_an_explicit_count_wins():
+    from yqt.errors import YqtError
+    from yqt.quant.calibrate import ACTIVATION_IMAGES, GPTQ_IMAGES, resolve_count
+    from yqt.quant.modes import get_mode
+
+    assert (ACTIVATION_IMAGES, GPTQ_IMAGES) == (64, 128)
+    assert resolve_count(None, get_mode("w4a16"), gptq=True) == 128
+    assert resolve_count(None, get_mode("w4a8"), gptq=True) == 128
+    assert resolve_count(None, get_mode("w4a8"), gptq=False) == 64  # only the activation ranges then
+    assert resolve_count(None, get_mode("w8a8"), gptq=True) == 64  # 8-bit modes run no GPTQ
+    assert resolve_count(6, get_mode("w4a16"), gptq=True) == 6
+    with pytest.raises(YqtError, match="--calib-images must be at least 1") as err:
+        resolve_count(0, get_mode("w4a16"), gptq=True)
+    assert "128 with GPTQ, 64 otherwise" in err.value.hint
+
+
 def test_calibration_folder_is_resolved_or_the_error_says_what_to_pass(tmp_path: Path):
     from yqt.errors import YqtError
     from yqt.quant.calibrate import resolve_calib_dir

@@ -17,12 +17,17 @@ import numpy as np
 
 from yqt.data import letterbox, read_image
 from yqt.errors import YqtError
+from yqt.quant.modes import QuantMode
 from yqt.records import CalibrationImage, CalibrationSet
 from yqt.runs import sha256_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CALIB_SUBDIR = "train2017"
 METADATA_KEY = "yqt.calibration"
+ACTIVATION_IMAGES = 64  # percentile ranges of uint8 activations settle well before this
+# GPTQ's Hessians gain from more images: on train2017 images calibration never saw, 4.5-bit
+# w4a16 scored 0.3881 mAP with 128 against 0.3781 with 64, for twice the GPTQ time.
+GPTQ_IMAGES = 128
 
 
 def resolve_calib_dir(calib_dir: Path | None, coco_root: Path | None, needed_by: str) -> Path:
@@ -48,7 +53,21 @@ def resolve_calib_dir(calib_dir: Path | None, coco_root: Path | None, needed_by:
 
 def check_count(count: int) -> None:
     if count < 1:
-        raise YqtError(f"--calib-images must be at least 1, got {count}", "use the default --calib-images 64")
+        raise YqtError(
+            f"--calib-images must be at least 1, got {count}",
+            f"drop --calib-images for the default ({GPTQ_IMAGES} with GPTQ, {ACTIVATION_IMAGES} otherwise)",
+        )
+
+
+def default_count(mode: QuantMode, gptq: bool) -> int:
+    """``--calib-images`` when it is not given: more for GPTQ (4-bit weights), which gains from them."""
+    return GPTQ_IMAGES if mode.low_bit and gptq else ACTIVATION_IMAGES
+
+
+def resolve_count(count: int | None, mode: QuantMode, gptq: bool) -> int:
+    count = default_count(mode, gptq) if count is None else count
+    check_count(count)
+    return count
 
 
 def select_calibration(folder: Path, count: int) -> tuple[CalibrationSet, tuple[str, ...]]:
