@@ -122,12 +122,33 @@ def _short(exc: BaseException) -> str:
     return first.removeprefix("ERROR").lstrip(" \u274c\ufe0f").rstrip(".")[:200]
 
 
+def import_ultralytics_keeping_torch_threads() -> Any:
+    """``ultralytics.YOLO``, imported without its one change to the process that yqt must undo.
+
+    Ultralytics sets ``OMP_NUM_THREADS=1`` on import when it is unset (for its training data loaders),
+    and torch, if imported after it, then runs on one core: GPTQ and the sensitivity sweep took twice
+    as long on a 2-core machine, and would take 8x on 16. Torch is imported first so it keeps its own
+    thread count (the user's ``OMP_NUM_THREADS``, if set, else the physical cores), and the variable
+    is removed again so that processes yqt starts are not pinned to one thread either.
+    """
+    import torch
+
+    threads, unset = torch.get_num_threads(), "OMP_NUM_THREADS" not in os.environ
+    from ultralytics import YOLO
+
+    if unset:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return YOLO
+
+
 def _build_ultralytics_model(spec: WeightsSpec) -> Any:
     quiet_ultralytics()
     try:
-        from ultralytics import YOLO
+        yolo = import_ultralytics_keeping_torch_threads()
 
-        return YOLO(spec.source if spec.is_config else str(spec.path), task="detect").model
+        return yolo(spec.source if spec.is_config else str(spec.path), task="detect").model
     except YqtError:
         raise
     except Exception as exc:  # Ultralytics raises many types for an unreadable file

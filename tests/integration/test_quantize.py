@@ -153,3 +153,27 @@ def test_quantize_refuses_a_checkpoint_that_is_not_a_detector(tmp_path: Path):
     torch.save({"model": YOLO("yolov8n-cls.yaml").model}, ckpt)
     result = run_yqt("quantize", "--weights", str(ckpt), runs_dir=tmp_path / "runs")
     assert_one_line_error(result, "not a YOLO detector", "head is Classify")
+
+
+@pytest.mark.parametrize("omp", [None, "1"])
+def test_loading_the_model_leaves_torch_its_threads(omp: str | None):
+    """Ultralytics sets OMP_NUM_THREADS=1 on import; unless the user did, yqt's torch work (GPTQ, the
+    sensitivity sweep) must still use every core, and processes yqt starts must not inherit the 1."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if omp is not None:
+        env["OMP_NUM_THREADS"] = omp
+
+    def python(code: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    (default,) = python("import torch; print(torch.get_num_threads())")
+    # yqt first, torch only afterwards: the order in which ultralytics' setting would stick
+    loaded = "from yqt.models import load_detector; load_detector(None)\nimport os, torch\n"
+    after, variable = python(loaded + "print(torch.get_num_threads(), os.environ.get('OMP_NUM_THREADS'))")
+    assert after == default and variable == (omp or "None")
