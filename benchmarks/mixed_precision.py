@@ -112,10 +112,12 @@ def main() -> None:
             points.append((label, bits, ort))
             achieved[(mode, target)] = (ort, bits, torch_ref)
             promoted = len(result.mixed_precision.promoted) if result.mixed_precision else 0
+            calib = len(result.calibration.images) if result.calibration else 0
             print(
                 f"{label:26s} mAP {ort:.4f} ({ort / float_map:6.1%} of float)  {bits:.3f} bits  "
                 f"{promoted:2d} layers promoted  {result.onnx.size_bytes / 1e6:.2f} MB  "
-                f"quantize {result.timings['total_s']:.0f} s"
+                f"quantize {result.timings['total_s']:.0f} s "
+                f"(GPTQ {result.timings.get('gptq_s', 0):.0f} s, {calib} calibration images)"
                 + (f"  PyTorch fake-quant {torch_ref:.4f}" if torch_ref is not None else ""),
                 flush=True,
             )  # fmt: skip

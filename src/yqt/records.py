@@ -594,6 +594,10 @@ class QuantizeResult:
     gptq_layers: int = 0
     mixed_precision: MixedPrecisionReport | None = None
     config: QuantizeConfig | None = None
+    versions: Mapping[str, str] = field(default_factory=dict)
+    # GPTQ's 4-bit weights depend on float summation order: a rerun on another thread count
+    # differed in ~10% of them (and by 0.85 pt mAP at 4.5 bits), so the count is part of the trace.
+    torch_threads: int | None = None
 
 
 # --------------------------------------------------------------------------------------------- compare

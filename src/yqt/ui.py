@@ -577,7 +577,8 @@ def _quantize_rows(result: QuantizeResult) -> list[tuple[str, str]]:
                              f"({s.float_source})"))  # fmt: skip
     times = {k: v for k, v in result.timings.items() if k in ("gptq_s", "calibration_s", "export_s", "total_s")}
     if times:
-        rows.append(("time", ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in times.items())))
+        threads = f" (torch on {result.torch_threads} threads)" if result.torch_threads else ""
+        rows.append(("time", ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in times.items()) + threads))
     return rows
 
 

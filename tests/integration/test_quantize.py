@@ -26,6 +26,16 @@ def test_quantize_passes_gate_parity_and_publishes(w8a16):
     assert w8a16.smoke is not None and w8a16.smoke.contract.passed
 
 
+def test_quantize_result_records_the_versions_and_torch_threads_that_made_it(w8a16):
+    import brevitas
+    import torch
+
+    assert w8a16.versions["brevitas"] == brevitas.__version__ and w8a16.versions["torch"] in torch.__version__
+    assert w8a16.torch_threads == torch.get_num_threads()
+    saved = json.loads((w8a16.onnx.path.parents[1] / "quantize" / f"{w8a16.onnx.path.stem}.json").read_text())
+    assert saved["torch_threads"] == w8a16.torch_threads and saved["versions"] == dict(w8a16.versions)
+
+
 def test_dfl_conv_stays_float_and_everything_else_is_quantized(w8a16):
     floats = [d.name for d in w8a16.layers if not d.quantized]
     assert floats == ["model.23.dfl.conv"]

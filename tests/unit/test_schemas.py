@@ -28,7 +28,7 @@ SNAPSHOT = {
     "pipeline-1.json": "334d2a15b19b6f12281b32a9c70e2a0cec9864ab1ea4f0ee52da98a017835f42",
     "pipeline-2.json": "4712a6908a960b4bc90513454976b0842d58c45114012e4dbfea534d9ade6f76",
     "quantize-1.json": "7eed56f343e1c251a00bd9c77fc5378c88d86912df6c52c5526284fa7ecdddc4",
-    "quantize-2.json": "30b11dcd359fe7cb6cbaf5570acabd9c6a9e607caa98d793f4cda97f1333e5e4",
+    "quantize-2.json": "c884208433d1d6f6a3e32d64405f49983a0195ef7f852c47575f0f5db7963611",
     "report-1.json": "edc356c6048ab85defe4ab66e7b0bd541ce9a72226820f8a81490e17cf5ccfe9",
     "run-1.json": "87a8d074939bb05868cf7180dd1ab7af6c93a6c650de1adf8c9c4059b78b7e89",
     "run-2.json": "854776d123e34516ee65f63aa127ba97342cb822f04f3cd927aa60c272e3fa0a",
