@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -190,6 +192,9 @@ def test_w8a8_from_the_cli_reports_bits_kernels_and_calibration_and_keeps_stderr
     doc = json.loads(result.stdout)
     assert doc["mean_weight_bits"] == pytest.approx(8.0, abs=1e-3) and doc["activations"]["int8_convs_fused"] == 82
     assert len(doc["calibration"]["images"]) == 2 and doc["size"]["ratio"] > 2.5
+    # torch keeps its own thread count although ultralytics, imported by quantize, asks for one
+    fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], capture_output=True)
+    assert doc["torch_threads"] == int(fresh.stdout) and doc["versions"]["brevitas"]
     # ORT's quantizer calls logging.warning, which would give the root logger a stderr handler and
     # send every later yqt log line to the terminal.
     assert "INFO:" not in result.stderr and "WARNING:root" not in result.stderr, result.stderr
