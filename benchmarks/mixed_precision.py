@@ -46,8 +46,10 @@ def plot(points: list[tuple[str, float, float]], float_map: float, path: Path) -
         if not pts:
             continue
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=colour, label=label)
+        below = label == "w4a8"  # under its marker: w4a8 sits just below w4a16 at the same bits
         for b, m, _name in pts:
-            ax.annotate(f"{m:.3f}", (b, m), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+            ax.annotate(f"{m:.3f}", (b, m), textcoords="offset points", xytext=(0, -13 if below else 7), ha="center",
+                        fontsize=8)  # fmt: skip
     ax.axhline(float_map, color="#555", linestyle="--", linewidth=1, label=f"float {float_map:.4f}")
     ax.axhline(0.95 * float_map, color="#999", linestyle=":", linewidth=1, label="95% of float")
     ax.set_xlabel("mean weight bits (parameter-weighted)")
