@@ -19,9 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 def pytest_sessionstart(session: pytest.Session) -> None:
     # Some tests import ultralytics themselves; imported first, it would pin torch to one thread
     # for the whole session (see yqt.models.import_ultralytics_keeping_torch_threads).
-    from yqt.models import import_ultralytics_keeping_torch_threads, quiet_ultralytics
+    from yqt.models import import_ultralytics_keeping_torch_threads
 
-    quiet_ultralytics()
     import_ultralytics_keeping_torch_threads()
 
 

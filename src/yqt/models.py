@@ -123,16 +123,17 @@ def _short(exc: BaseException) -> str:
 
 
 def import_ultralytics_keeping_torch_threads() -> Any:
-    """``ultralytics.YOLO``, imported without its one change to the process that yqt must undo.
+    """``ultralytics.YOLO``, imported quietly and without its one change to the process that yqt must undo.
 
     Ultralytics sets ``OMP_NUM_THREADS=1`` on import when it is unset (for its training data loaders),
     and torch, if imported after it, then runs on one core: GPTQ and the sensitivity sweep took twice
-    as long on a 2-core machine, and would take 8x on 16. Torch is imported first so it keeps its own
-    thread count (the user's ``OMP_NUM_THREADS``, if set, else the physical cores), and the variable
-    is removed again so that processes yqt starts are not pinned to one thread either.
+    as long on a 2-core machine (a forward pass: 1.93x), and more so on more cores. Torch is imported
+    first so it keeps its own thread count (the user's ``OMP_NUM_THREADS``, if set, else the physical
+    cores), and the variable is removed again so that processes yqt starts are not pinned either.
     """
     import torch
 
+    quiet_ultralytics()
     threads, unset = torch.get_num_threads(), "OMP_NUM_THREADS" not in os.environ
     from ultralytics import YOLO
 
@@ -144,7 +145,6 @@ def import_ultralytics_keeping_torch_threads() -> Any:
 
 
 def _build_ultralytics_model(spec: WeightsSpec) -> Any:
-    quiet_ultralytics()
     try:
         yolo = import_ultralytics_keeping_torch_threads()
 
