@@ -117,7 +117,7 @@ def test_w8a8_accuracy_within_half_a_point_of_float(w8a8, baseline_eval, coco_ro
 
 def test_w4a16_is_gptq_int4_packed_and_smaller_than_w8a16(w4a16, w8a16):
     _assert_passed_and_agrees_with_inspect_graph(w4a16)
-    assert w4a16.gptq_layers == 82 and w4a16.timings["gptq_s"] > 0
+    assert w4a16.gptq_layers == 81 and w4a16.timings["gptq_s"] > 0  # model.0 is kept at 8 bits: not solved
     assert w4a16.storage.format == "int4" and w4a16.storage.opset == 21
     kept = [d.name for d in w4a16.layers if d.bits == 8]
     assert kept == ["model.0.conv"]

@@ -197,3 +197,27 @@ def test_layer_groups_collapse_same_reason_rows_and_name_the_exceptions():
     ranked = [LayerDecision(f"model.{i}.cv", "Conv2d", "", True, f"sensitivity rank {i}", bits=8) for i in range(20)]
     lines = layer_groups(SimpleNamespace(mode="w4a16", layers=tuple(rows + ranked)))
     assert len(lines) == 8 and lines[-1] == "and 16 more groups of layers (--verbose lists every layer)"
+
+
+def test_gptq_solves_the_4bit_layers_and_leaves_8bit_ones_round_to_nearest():
+    """Real Brevitas GPTQ on a small conv stack: the 8-bit layer is skipped (its integers stay the
+    round-to-nearest ones, and its quantizer is back on), the 4-bit layers are moved off nearest."""
+    import torch
+    import torch.nn as nn
+
+    from yqt.quant.gptq import apply_gptq
+    from yqt.quant.layers import LayerPlan, integer_weights, quantize_module, quantized_layers
+    from yqt.quant.modes import get_mode
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.SiLU(), nn.Conv2d(8, 16, 3, padding=1), nn.SiLU(),
+                        nn.Conv2d(16, 8, 1))  # fmt: skip
+    qnet, _, _ = quantize_module(net, get_mode("w4a16"), LayerPlan(keep_8bit=("0",)))
+    before = {n: integer_weights(m)[0] for n, m in quantized_layers(qnet).items()}
+    solved = apply_gptq(qnet, [torch.randn(2, 3, 12, 12) for _ in range(4)])
+    after = {n: integer_weights(m) for n, m in quantized_layers(qnet).items()}
+    assert solved == 2
+    assert after["0"][2] == 8 and np.array_equal(after["0"][0], before["0"])
+    assert quantized_layers(qnet)["0"].weight_quant.is_quant_enabled
+    for name in ("2", "4"):
+        assert after[name][2] == 4 and not np.array_equal(after[name][0], before[name])

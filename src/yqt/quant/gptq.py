@@ -3,6 +3,10 @@
 Brevitas' ``gptq_mode`` runs the calibration set once per layer, each pass stopped right after the
 layer being solved, and updates that layer's weights to absorb the rounding error of the ones
 before it. The per-channel scale must be frozen first (see ``modes.weight_quantizer``).
+
+Only layers below 8 bits are solved. Measured at ``--target-bits 4.5`` (34 of 82 layers at 8 bits,
+128 images, 81 held-out train2017 images): solving all 82 took 690 s and scored 0.3881 mAP50-95;
+solving the 48 4-bit ones took 380 s and scored 0.3877.
 """
 
 from __future__ import annotations
@@ -21,23 +25,32 @@ ProgressFn = Callable[[int, int], None]
 
 
 def apply_gptq(module: Any, batches: Sequence[Any], act_order: bool = False, progress: ProgressFn | None = None) -> int:
-    """Run GPTQ in place on every Brevitas layer, if any is below 8 bits. Returns the layers solved."""
+    """Run GPTQ in place on every Brevitas layer below 8 bits. Returns the layers solved."""
     import torch
 
     with captured_output("import brevitas"):
         from brevitas.graph.gptq import gptq_mode
 
-    if not any(float(m.quant_weight().bit_width) < 8 for m in quantized_layers(module).values()):
+    high = [m for m in quantized_layers(module).values() if float(m.quant_weight().bit_width) >= 8]
+    if len(high) == len(quantized_layers(module)):
         return 0
-    # 8-bit layers kept by --keep-8bit are solved too: it costs one pass each and never hurts.
-    with warnings.catch_warnings(), torch.no_grad(), gptq_mode(module, act_order=act_order) as gptq:
-        warnings.simplefilter("ignore")
-        total = gptq.num_layers
-        for done in range(1, total + 1):
-            for x in batches:
-                gptq.model(x)
-            gptq.update()
-            if progress is not None:
-                progress(done, total)
+    # One pass over the images per solved layer buys nothing at 8 bits (see the module docstring).
+    # Brevitas solves only layers whose weight quantizer is enabled, so the 8-bit ones are switched
+    # off for the passes (they run float there) and back on after: they keep round-to-nearest.
+    for m in high:
+        m.weight_quant.disable_quant = True
+    try:
+        with warnings.catch_warnings(), torch.no_grad(), gptq_mode(module, act_order=act_order) as gptq:
+            warnings.simplefilter("ignore")
+            total = gptq.num_layers
+            for done in range(1, total + 1):
+                for x in batches:
+                    gptq.model(x)
+                gptq.update()
+                if progress is not None:
+                    progress(done, total)
+    finally:
+        for m in high:
+            m.weight_quant.disable_quant = False
     log.info("GPTQ solved %d layers on %d images (act_order=%s)", total, len(batches), act_order)
     return total
