@@ -56,6 +56,10 @@ def choose_high_precision(
 
     ``bits_by_layer`` holds every conv/linear layer's bits before promotion (float ones at 32),
     ``candidates`` the layers that may be promoted (those at low bits).
+
+    Greedy rather than exact: on yolov10n's sweep an exact 0/1 knapsack over the same scores
+    removed 2.4108 of the 2.7357 total score at 4.5 bits, against greedy's 2.4088 (5.0 bits: 2.5567
+    vs 2.5558; 4.25 bits: the same set).
     """
     check_target(target_bits)
     total_params = sum(params[n] for n in bits_by_layer)
