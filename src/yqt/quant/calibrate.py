@@ -27,7 +27,7 @@ METADATA_KEY = "yqt.calibration"
 ACTIVATION_IMAGES = 64  # percentile ranges of uint8 activations settle well before this
 # GPTQ's Hessians gain from more images: on train2017 images calibration never saw, 4.5-bit
 # w4a16 scored 0.3881 mAP with 128 against 0.3781 with 64, for twice the GPTQ time. 160 did not
-# beat 128 (0.4216 vs 0.4283 on the images after the first 160), so the gain stops about here.
+# beat 128 (0.4216 vs 0.4283 on the images after the first 160, one run each).
 GPTQ_IMAGES = 128
 
 
