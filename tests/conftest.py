@@ -65,8 +65,9 @@ def assert_valid_json_output(result: CliResult) -> dict:
     return doc
 
 
-# Run files the walk does not validate: COCO's own results format (hidden files are mid-write temps).
-_NOT_YQT_DOCUMENTS = ("detections.json",)
+# Run files the walk does not validate: COCO's own formats, the results and the ground truth eval
+# builds from YOLO labels (hidden files are mid-write temps).
+_NOT_YQT_DOCUMENTS = ("detections.json", "ground_truth.json")
 
 
 def yqt_run_files(root: Path) -> list[Path]:

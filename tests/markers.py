@@ -9,6 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_COCO = REPO.parent / "shared" / "data" / "coco2017-mini"
+SHARED_YOLO = REPO.parent / "shared" / "data" / "coco128-yolo" / "data.yaml"
 
 
 def coco_root_or_skip() -> Path:
@@ -17,6 +18,14 @@ def coco_root_or_skip() -> Path:
     if not (root / "annotations" / "instances_val2017.json").is_file() or not (root / "val2017").is_dir():
         pytest.skip(f"shared COCO data absent: {root} (set YQT_COCO_ROOT or place coco2017-mini beside the repo)")
     return root
+
+
+def yolo_data_or_skip() -> Path:
+    """The real YOLO-format dataset: ``$YQT_YOLO_DATA`` or ``../shared/data/coco128-yolo/data.yaml``."""
+    yaml = Path(os.environ.get("YQT_YOLO_DATA") or SHARED_YOLO)
+    if not yaml.is_file() or not (yaml.parent / "images" / "val2017").is_dir():
+        pytest.skip(f"shared YOLO data absent: {yaml} (set YQT_YOLO_DATA or place coco128-yolo beside the repo)")
+    return yaml
 
 
 def cuda_or_skip() -> None:

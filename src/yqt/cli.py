@@ -106,6 +106,22 @@ CocoRoot = Annotated[
     typer.Option("--coco-root", help="COCO root with val2017/ and annotations/.", show_default="none"),
 ]
 
+DataYaml = Annotated[
+    Path | None,
+    typer.Option(
+        "--data", metavar="FILE.yaml",
+        help="Ultralytics dataset YAML (YOLO labels), instead of --coco-root.", show_default="none",
+    ),
+]
+SkipBadLabels = Annotated[
+    bool,
+    typer.Option("--skip-bad-labels", help="Leave out images whose label file is malformed, instead of refusing."),
+]
+
+
+def _split_option(default: str, what: str) -> Any:
+    return typer.Option("--split", help=f"The --data split {what} (val, train or test).", show_default=default)
+
 
 ImageIdsList = Annotated[
     Path | None,
@@ -281,11 +297,15 @@ def eval_(
     force: Annotated[
         bool, typer.Option("--force", help="Score even images the model was calibrated on (inflates mAP).")
     ] = False,
+    data: DataYaml = None,
+    split: Annotated[str, _split_option("val", "to score")] = "val",
+    skip_bad_labels: SkipBadLabels = False,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Score an ONNX detector with pycocotools on a fixed, deterministic COCO subset."""
+    """Score an ONNX detector with pycocotools on a fixed, deterministic subset of a COCO root or of an
+    Ultralytics dataset YAML."""
     from yqt.evaluate import evaluate
     from yqt.records import EvalConfig
     from yqt.runs import Run
@@ -307,6 +327,9 @@ def eval_(
         name=name,
         workers=workers,
         force=force,
+        data=data,
+        split=split,
+        skip_bad_labels=skip_bad_labels,
     )
     target = Run.for_artifact(onnx, runs_dir, run)
     with out.work(), out.progress("eval") as progress:
@@ -328,6 +351,8 @@ def quantize(
     ] = None,
     calib_dir: CalibDir = None,
     calib_images: CalibImages = None,
+    data: DataYaml = None,
+    split: Annotated[str, _split_option("train", "to calibrate on")] = "train",
     calib_percentile: Annotated[
         float,
         typer.Option(
@@ -418,7 +443,7 @@ def quantize(
         calib_images=calib_images, calib_percentile=calib_percentile, gptq=gptq, act_order=act_order,
         layout=_choice(Layout, layout, "--layout"),
         simplifier=_choice(Simplifier, simplifier, "--simplifier"), target_bits=target_bits, sensitivity=sensitivity,
-        sensitivity_images=sensitivity_images,
+        sensitivity_images=sensitivity_images, data=data, calib_split=split,
     )  # fmt: skip
     target = Run.open(runs_dir, run)
     with out.work(), out.phases() as progress:
@@ -472,6 +497,8 @@ def sensitivity_(
             show_default="<coco-root>/annotations/instances_train2017.json",
         ),
     ] = None,
+    data: DataYaml = None,
+    split: Annotated[str, _split_option("train", "the sweep reads (and --verify-top scores)")] = "train",
     top: Annotated[int, typer.Option("--top", metavar="N", help="Rows in the ranked table (0: all).")] = 20,
     runs_dir: RunsDir = None,
     run: RunId = None,
@@ -487,7 +514,7 @@ def sensitivity_(
     cfg = SensitivityConfig(
         weights=weights, imgsz=imgsz, bits=bits, act=act, coco_root=coco_root, calib_dir=calib_dir,
         calib_images=calib_images, calib_percentile=calib_percentile, batch=batch, seed=seed, verify_top=verify_top,
-        verify_annotations=verify_annotations,
+        verify_annotations=verify_annotations, data=data, split=split,
     )  # fmt: skip
     target = Run.open(runs_dir, run)
     with out.work(), out.progress("sensitivity (layers)", unit="layers/s") as progress:
@@ -603,9 +630,18 @@ def pipeline(
             show_default="none",
         ),
     ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", metavar="FILE.yaml",
+            help="Ultralytics dataset YAML (YOLO labels), instead of --coco-root: calibration on its train split, "
+            "evaluation on its val split.",
+            show_default="none",
+        ),
+    ] = None,
     max_images: Annotated[
         int | None,
-        typer.Option("--max-images", metavar="N", help="Score the first N image ids.", show_default="all"),
+        typer.Option("--max-images", metavar="N", help="Score the first N images.", show_default="all"),
     ] = None,
     image_ids_list: ImageIdsList = None,
     weights: Weights = None,
@@ -648,7 +684,7 @@ def pipeline(
         modes=tuple(m for m in modes.replace(" ", "").split(",") if m), weights=weights, imgsz=imgsz,
         device=_device(device), coco_root=coco_root, calib_dir=calib_dir, calib_images=calib_images,
         target_bits=target_bits, max_images=max_images, image_ids_list=image_ids_list,
-        providers=parse_providers(providers), bootstrap=bootstrap, seed=seed, max_drop_pt=max_drop,
+        providers=parse_providers(providers), bootstrap=bootstrap, seed=seed, max_drop_pt=max_drop, data=data,
     )  # fmt: skip
     target = Run.open(runs_dir, run)
     with out.work(), out.pipeline(step_count(cfg)) as events:  # run_pipeline validates cfg first

@@ -10,15 +10,18 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from yqt.errors import YqtError
+
+if TYPE_CHECKING:
+    from yqt.yolo_data import YoloGroundTruth
 
 PAD_VALUE = 114
 VAL_IMAGES = "val2017"
@@ -36,6 +39,23 @@ COCO80_TO_91 = (
 class CocoPaths:
     images_dir: Path
     annotations: Path
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    """The ground truth to score against, from a COCO root or an Ultralytics dataset YAML."""
+
+    coco: Any  # pycocotools' COCO index
+    paths: Mapping[int, Path]  # image id → image file
+    order: tuple[int, ...]  # the order --max-images takes images in
+    images_dir: Path
+    annotations_path: Path | None  # the COCO JSON read; None when built from YOLO labels
+    annotations_sha256: str
+    yolo: YoloGroundTruth | None = None
+
+    @property
+    def in_name_order(self) -> bool:
+        return self.yolo is not None
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,64 @@ def load_coco(annotations: Path) -> Any:
     return coco
 
 
+def check_data_options(data: Path | None, split: str, skip_bad_labels: bool, default_split: str = "val") -> None:
+    """``--split`` and ``--skip-bad-labels`` mean something only with ``--data``."""
+    from yqt.yolo_data import SPLITS
+
+    if split not in SPLITS:
+        raise YqtError(f"unknown --split {split!r}", "use val, train or test")
+    if data is None and (split != default_split or skip_bad_labels):
+        option = "--split" if split != default_split else "--skip-bad-labels"
+        raise YqtError(f"{option} applies to a dataset YAML only", f"pass --data FILE.yaml with {option}")
+
+
+def labelled_images(
+    coco_root: Path | None,
+    images_dir: Path | None = None,
+    annotations: Path | None = None,
+    data: Path | None = None,
+    split: str = "val",
+    skip_bad_labels: bool = False,
+) -> LabelledImages:
+    """The ground truth of ``--data`` (a YAML split) or of a COCO root; never both."""
+    if data is not None:
+        given = [o for o, v in (("--coco-root", coco_root), ("--images-dir", images_dir),
+                                ("--annotations", annotations)) if v is not None]  # fmt: skip
+        if given:
+            raise YqtError(
+                f"--data and {' and '.join(given)} both name the data to score",
+                "pass --data FILE.yaml for a YOLO-format dataset, or --coco-root DIR for a COCO one",
+            )
+        return yolo_labelled_images(Path(data), split, skip_bad_labels)
+    paths = resolve_coco_paths(coco_root, images_dir, annotations)
+    coco = load_coco(paths.annotations)
+    from yqt.runs import sha256_file
+
+    return LabelledImages(
+        coco=coco,
+        paths={i: paths.images_dir / coco.imgs[i]["file_name"] for i in coco.getImgIds()},
+        order=tuple(sorted(coco.getImgIds())),
+        images_dir=paths.images_dir,
+        annotations_path=paths.annotations,
+        annotations_sha256=sha256_file(paths.annotations),
+    )
+
+
+def yolo_labelled_images(data: Path, split: str, skip_bad_labels: bool = False) -> LabelledImages:
+    from yqt.yolo_data import build_ground_truth, coco_from_json, ground_truth_bytes, load_dataset_yaml
+
+    truth = build_ground_truth(load_dataset_yaml(data), split, skip_bad_labels)
+    return LabelledImages(
+        coco=coco_from_json(truth.coco_json),
+        paths=truth.paths,
+        order=truth.order,
+        images_dir=truth.dataset.root,
+        annotations_path=None,
+        annotations_sha256=hashlib.sha256(ground_truth_bytes(truth)).hexdigest(),
+        yolo=truth,
+    )
+
+
 def read_ids_list(path: Path) -> list[int]:
     """Image ids, one per line or comma/space separated; '#' starts a comment."""
     try:
@@ -127,10 +205,14 @@ class IdSelection:
 
 
 def select_image_ids(
-    available: Iterable[int], max_images: int | None = None, ids_list: Sequence[int] | None = None
+    available: Iterable[int],
+    max_images: int | None = None,
+    ids_list: Sequence[int] | None = None,
+    in_given_order: bool = False,
 ) -> IdSelection:
-    """The deterministic subset: the first N ids in ascending order, or exactly the listed ids."""
-    pool = sorted(set(int(i) for i in available))
+    """The deterministic subset: the first N ids in ascending order (or in the order given, for a
+    dataset YAML's file-name order), or exactly the listed ids. The ids come back ascending."""
+    pool = list(dict.fromkeys(int(i) for i in available)) if in_given_order else sorted(set(int(i) for i in available))
     warnings: list[str] = []
     if max_images is not None and max_images < 1:
         raise YqtError(f"--max-images must be at least 1, got {max_images}", "pass --max-images N with N >= 1")
@@ -143,15 +225,15 @@ def select_image_ids(
                 f"{len(missing)} id(s) in the image id list are not in the annotations: {shown}",
                 "list only ids present in the annotations file",
             )
-        unique = sorted(set(ids_list))
+        unique = set(ids_list)
         if len(unique) != len(ids_list):
             warnings.append(f"image id list has {len(ids_list) - len(unique)} duplicate(s); each id is scored once")
-        pool = unique
+        pool = [i for i in pool if i in unique]
     if max_images is not None:
         if max_images > len(pool):
             warnings.append(f"--max-images {max_images} exceeds the {len(pool)} images available; using all of them")
         pool = pool[:max_images]
-    return IdSelection(ids=tuple(pool), warnings=tuple(warnings))
+    return IdSelection(ids=tuple(sorted(pool)), warnings=tuple(warnings))
 
 
 def ids_sha256(ids: Sequence[int]) -> str:

@@ -23,12 +23,13 @@ import numpy as np
 
 from yqt.data import (
     COCO80_TO_91,
+    LabelledImages,
     PreparedImage,
+    check_data_options,
     ids_sha256,
-    load_coco,
+    labelled_images,
     prefetch_images,
     read_ids_list,
-    resolve_coco_paths,
     select_image_ids,
     unletterbox_xyxy,
 )
@@ -44,6 +45,7 @@ from yqt.records import (
     EvalTiming,
     LatencyStats,
     NmsSettings,
+    YoloDataset,
 )
 from yqt.runs import (
     Run,
@@ -65,6 +67,7 @@ from yqt.runtime import (
     require_contract,
 )
 from yqt.schema import IMAGE_IDS
+from yqt.yolo_data import ground_truth_bytes
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ def validate_eval_config(cfg: EvalConfig) -> None:
         raise YqtError(f"--iou must be in (0, 1], got {cfg.iou}", "use Ultralytics' default --iou 0.7")
     if cfg.max_images is not None and cfg.image_ids_list is not None:
         raise YqtError("--max-images and --image-ids-list are exclusive", "pass one of them")
+    check_data_options(cfg.data, cfg.split, cfg.skip_bad_labels)
 
 
 def detections_for_image(
@@ -325,11 +329,11 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
     """Score ``cfg.onnx`` on the chosen COCO subset. With a run, writes ``<name>-coco/`` into it."""
     t_start = time.perf_counter()
     validate_eval_config(cfg)
-    paths = resolve_coco_paths(cfg.coco_root, cfg.images_dir, cfg.annotations)
+    truth = labelled_images(cfg.coco_root, cfg.images_dir, cfg.annotations, cfg.data, cfg.split, cfg.skip_bad_labels)
+    coco = truth.coco
     ids_list = read_ids_list(cfg.image_ids_list) if cfg.image_ids_list else None
-    coco = load_coco(paths.annotations)
-    selection = select_image_ids(coco.getImgIds(), cfg.max_images, ids_list)
-    items = _image_items(coco, selection.ids, paths.images_dir)
+    selection = select_image_ids(truth.order, cfg.max_images, ids_list, in_given_order=truth.in_name_order)
+    items = _image_items(truth, selection.ids)
     # No spinning: decoding and COCO matching run beside inference on the same cores (7% faster here).
     session, providers = open_session(Path(cfg.onnx), cfg.providers, spin=False)
     contract = require_contract(session, Path(cfg.onnx))
@@ -337,7 +341,8 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
     names = model_class_names(session, contract, Path(cfg.onnx), len(categories))
     category_ids, category_notes = category_mapping(names, categories)
     nms = NmsSettings(iou=cfg.iou, conf=cfg.conf, max_det=cfg.max_det) if contract.num_classes is not None else None
-    warnings = list(selection.warnings) + category_notes + _calibration_check(session, items, cfg.force)
+    warnings = list(selection.warnings) + _dataset_notes(truth) + category_notes
+    warnings += _calibration_check(session, items, cfg.force)
     input_name, imgsz, dtype = input_spec(session)
     name = cfg.name or Path(cfg.onnx).stem
 
@@ -346,15 +351,21 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             log.warning(warning)
         session.run(None, {input_name: np.zeros((1, 3, imgsz, imgsz), dtype=dtype)})  # warm-up, untimed
         matcher = IncrementalCocoEval(coco, selection.ids)
-        detections, run_times, loop_s, nms_s = _infer(
+        detections, dropped, run_times, loop_s, nms_s = _infer(
             session, input_name, items, imgsz, dtype, cfg, matcher, progress, category_ids, contract, nms
         )
+        if dropped:
+            warnings.append(f"{dropped} detection(s) of model classes the dataset does not have were not scored")
+            log.warning(warnings[-1])
         t_coco = time.perf_counter()
         evaluator, summary_text = matcher.finish()
         cocoeval_s = time.perf_counter() - t_coco
         log.info("COCOeval summary:\n%s", summary_text)
         folder = run.eval_dir(name) if run is not None else None
         detections_sha256 = None
+        annotations_path = truth.annotations_path
+        if folder is not None and truth.yolo is not None:  # compare and report re-score against this file
+            annotations_path = atomic_write_bytes(folder / "ground_truth.json", ground_truth_bytes(truth.yolo))
         if folder is not None:  # bulk files first; metrics.json, written last, marks the eval complete
             payload = json_bytes(detections, compact=True)  # hashed as written, not read back
             detections_sha256 = hashlib.sha256(payload).hexdigest()
@@ -392,9 +403,9 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
                 cocoeval_s=cocoeval_s,
                 nms_s=nms_s,
             ),
-            annotations_path=paths.annotations.resolve(),
-            annotations_sha256=sha256_file(paths.annotations),
-            images_dir=paths.images_dir.resolve(),
+            annotations_path=annotations_path.resolve() if annotations_path else None,
+            annotations_sha256=truth.annotations_sha256,
+            images_dir=truth.images_dir.resolve(),
             versions=package_versions(),
             config=cfg,
             created=now_iso(),
@@ -405,6 +416,8 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             run_id=run.run_id if run is not None else None,
             contract=contract,
             nms=nms,
+            dataset=_dataset_record(truth),
+            dropped_detections=dropped,
         )
         if folder is not None:
             atomic_write_json(folder / "metrics.json", result)
@@ -436,15 +449,40 @@ def _calibration_check(session: Any, items: Sequence[tuple[int, Path]], force: b
     return [f"{what}; scored anyway (--force): the mAP is inflated"]
 
 
-def _image_items(coco: Any, ids: Sequence[int], images_dir: Path) -> list[tuple[int, Path]]:
-    items = [(i, images_dir / coco.imgs[i]["file_name"]) for i in ids]
+def _image_items(truth: LabelledImages, ids: Sequence[int]) -> list[tuple[int, Path]]:
+    items = [(i, truth.paths[i]) for i in ids]
     missing = [p for _, p in items if not p.is_file()]
     if missing:
         raise YqtError(
-            f"{len(missing)} image file(s) missing from {images_dir}, e.g. {missing[0].name}",
+            f"{len(missing)} image file(s) missing from {truth.images_dir}, e.g. {missing[0].name}",
             "check --images-dir, or leave those ids out with --image-ids-list",
         )
     return items
+
+
+def _dataset_notes(truth: LabelledImages) -> list[str]:
+    yolo = truth.yolo
+    if yolo is None:
+        return []
+    notes = []
+    if yolo.skipped:
+        shown = "; ".join(f"{i.where()}: {i.problem}" for i in yolo.skipped[:3])
+        more = " ..." if len(yolo.skipped) > 3 else ""
+        notes.append(f"{len(yolo.skipped)} image(s) with malformed labels left out (--skip-bad-labels): {shown}{more}")
+    return notes
+
+
+def _dataset_record(truth: LabelledImages) -> YoloDataset | None:
+    yolo = truth.yolo
+    if yolo is None:
+        return None
+    ds = yolo.dataset
+    return YoloDataset(
+        yaml_path=ds.yaml_path, yaml_sha256=ds.yaml_sha256, root=ds.root, split=yolo.split, names=ds.names,
+        split_images=len(yolo.order) + len(yolo.skipped), labels_sha256=yolo.labels_sha256,
+        bad_label_files=tuple(f"{i.where()}: {i.problem}" for i in yolo.skipped),
+        duplicate_label_rows=yolo.duplicate_rows,
+    )  # fmt: skip
 
 
 def _infer(
@@ -459,10 +497,11 @@ def _infer(
     category_ids: Sequence[int | None],
     contract: ContractCheck,
     nms: NmsSettings | None,
-) -> tuple[list[dict[str, Any]], list[float], float, float]:
+) -> tuple[list[dict[str, Any]], int, list[float], float, float]:
     detections: list[dict[str, Any]] = []
     run_times: list[float] = []
     nms_s = 0.0
+    dropped = 0
     t_loop = time.perf_counter()
     for done, prepared in enumerate(prefetch_images(items, imgsz, dtype, workers=cfg.workers), 1):
         t0 = time.perf_counter()
@@ -472,8 +511,9 @@ def _infer(
         rows = image_rows(out[0], contract, nms or NmsSettings())
         nms_s += time.perf_counter() - t1
         found = detections_for_image(rows, prepared, cfg.conf, cfg.max_det, category_ids)
+        dropped += min(int((rows[:, 4] > cfg.conf).sum()), cfg.max_det) - len(found)
         detections.extend(found)
         matcher.add(prepared.image_id, found)
         if progress is not None:
             progress(done, len(items))
-    return detections, run_times, time.perf_counter() - t_loop, nms_s
+    return detections, dropped, run_times, time.perf_counter() - t_loop, nms_s

@@ -21,6 +21,9 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 _WEBP = (b"RIFF", b"WEBP")
 
+# The image files yqt reads from a folder (calibration, parity, dataset splits): what OpenCV decodes.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
 
 def describe(head: bytes) -> str | None:
     """What the bytes are when they are a known non-ONNX format; ``None`` when they may be ONNX."""

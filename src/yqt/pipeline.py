@@ -97,13 +97,19 @@ def validate_pipeline_config(cfg: PipelineConfig) -> PipelineConfig:
         if not any(get_mode(m).low_bit for m in modes):
             raise YqtError("--target-bits applies to the 4-bit modes only", "add w4a16 or w4a8 to --modes")
     resolve_weights(cfg.weights)  # a missing checkpoint is refused now, not after the export fails
+    if cfg.data is not None:
+        from yqt.quant.calibrate import check_data_source
+        from yqt.yolo_data import load_dataset_yaml
+
+        check_data_source(cfg.data, cfg.coco_root, "train")
+        load_dataset_yaml(cfg.data)  # a YAML that is not a dataset is refused before any step runs
 
     def absolute(path: Path | None) -> Path | None:
         return None if path is None else Path(path).expanduser().resolve()
 
     return replace(
         cfg, modes=modes, coco_root=absolute(cfg.coco_root), calib_dir=absolute(cfg.calib_dir),
-        image_ids_list=absolute(cfg.image_ids_list),
+        image_ids_list=absolute(cfg.image_ids_list), data=absolute(cfg.data),
     )  # fmt: skip
 
 
@@ -122,15 +128,27 @@ def weights_digest(weights: str | None) -> str:
     return sha256_file(spec.path) if spec.path is not None else f"config:{spec.source}"
 
 
-def calibration_digest(folder: Path, count: int) -> str:
-    """The hash of the images calibration will read: the first ``count`` image files by name."""
-    from yqt.quant.calibrate import IMAGE_SUFFIXES
-
-    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def calibration_digest(files: Sequence[Path], count: int) -> str:
+    """The hash of the images calibration will read: the first ``count`` of ``files``, in their order."""
     digest = hashlib.sha256()
     for path in files[:count]:
         digest.update(f"{path.name}:{sha256_file(path)}\n".encode())
     return digest.hexdigest()
+
+
+def dataset_summary(cfg: PipelineConfig) -> str | None:
+    """``data.yaml (/abs/root): calibrated on train (images/train2017), scored on val (images/val2017)``."""
+    if cfg.data is None:
+        return None
+    from yqt.yolo_data import load_dataset_yaml
+
+    ds = load_dataset_yaml(cfg.data)
+
+    def split(name: str) -> str:
+        return f"{name} ({', '.join(ds.splits[name])})" if name in ds.splits else f"{name} (absent)"
+
+    calibrated = f"--calib-dir {cfg.calib_dir}" if cfg.calib_dir is not None else split("train")
+    return f"{ds.yaml_path.name} ({ds.root}): calibrated on {calibrated}, scored on {split('val')}"
 
 
 @dataclass(frozen=True)
@@ -140,15 +158,29 @@ class DataAvailability:
     coco_root: Path | None
     calib_dir: Path | None
     missing_coco: str | None  # why there is no COCO root, when there is none
+    data: Path | None = None  # a dataset YAML: calibration reads its train split, eval its val split
+    data_train: bool = False  # whether the YAML has a train split to calibrate on
 
     def calibration_missing(self) -> str | None:
-        if self.calib_dir is not None:
+        if self.calib_dir is not None or self.data_train:
             return None
+        if self.data is not None:
+            return f"{self.data.name} has no train: split: add one, or pass --calib-dir DIR"
         where = self.missing_coco or "no calibration images"
-        return f"{where}: pass --coco-root DIR (calibrates on DIR/train2017) or --calib-dir DIR"
+        return f"{where}: pass --coco-root DIR (calibrates on DIR/train2017), --data FILE.yaml or --calib-dir DIR"
+
+    def calibration_files(self, count: int) -> list[Path]:
+        """The image files calibration reads from, in the order it takes them."""
+        from yqt.quant.calibrate import folder_images
+        from yqt.yolo_data import load_dataset_yaml, split_images
+
+        if self.calib_dir is not None:
+            return folder_images(self.calib_dir)[:count]
+        assert self.data is not None
+        return split_images(load_dataset_yaml(self.data), "train")[:count]
 
     def eval_missing(self) -> str | None:
-        if self.coco_root is not None:
+        if self.coco_root is not None or self.data is not None:
             return None
         where = self.missing_coco or "no COCO data"
         return f"{where}: pass --coco-root DIR with val2017/ and annotations/instances_val2017.json"
@@ -165,6 +197,11 @@ def data_availability(cfg: PipelineConfig) -> DataAvailability:
     calib = cfg.calib_dir
     if calib is None and coco is not None and (coco / CALIB_SUBDIR).is_dir():
         calib = coco / CALIB_SUBDIR
+    if cfg.data is not None:
+        from yqt.yolo_data import load_dataset_yaml
+
+        has_train = "train" in load_dataset_yaml(cfg.data).splits
+        return DataAvailability(coco_root=None, calib_dir=calib, missing_coco=None, data=cfg.data, data_train=has_train)
     return DataAvailability(coco_root=coco, calib_dir=calib, missing_coco=missing)
 
 
@@ -327,7 +364,7 @@ def run_pipeline(cfg: PipelineConfig, run: Run | None = None, events: PipelineEv
         run_id=run.run_id, run_root=run.root.resolve(), config=cfg, steps=steps,
         passed=not any(s.status is StepStatus.FAILED for s in steps), seconds=time.perf_counter() - t0,
         compare=_compare_document(run, compare), report=_report_html(run, report), created=now_iso(),
-        versions=package_versions(),
+        versions=package_versions(), data=dataset_summary(cfg),
     )  # fmt: skip
     if run.exists:
         atomic_write_json(run.root / PIPELINE_FILE, result)
@@ -359,14 +396,14 @@ def _quantize(ex: _Executor, plan: _Plan, mode: str) -> _Outcome:
     qcfg = QuantizeConfig(
         mode=mode, weights=cfg.weights, imgsz=cfg.imgsz, device=cfg.device, providers=cfg.providers,
         calib_dir=plan.data.calib_dir if needs_images else None, calib_images=cfg.calib_images,
-        target_bits=cfg.target_bits if low_bit else None,
+        target_bits=cfg.target_bits if low_bit else None, data=plan.data.data if needs_images else None,
     )  # fmt: skip
     inputs: dict[str, Any] = {"weights": plan.weights_sha}
-    if needs_images and plan.data.calib_dir is not None:
+    if needs_images:
         from yqt.quant.calibrate import resolve_count
 
         count = resolve_count(cfg.calib_images, get_mode(mode), qcfg.gptq)
-        inputs["calibration"] = calibration_digest(plan.data.calib_dir, count)
+        inputs["calibration"] = calibration_digest(plan.data.calibration_files(count), count)
 
     def action() -> str | None:
         from yqt.quantize import quantize
@@ -402,7 +439,7 @@ def _smoke(ex: _Executor, plan: _Plan, model: _Model) -> _Outcome:
 
 
 def _eval(ex: _Executor, plan: _Plan, model: _Model) -> _Outcome:
-    from yqt.data import resolve_coco_paths
+    from yqt.data import labelled_images
 
     onnx = _model_onnx(ex, model)
     if onnx is None:
@@ -413,12 +450,11 @@ def _eval(ex: _Executor, plan: _Plan, model: _Model) -> _Outcome:
     cfg = plan.cfg
     ecfg = EvalConfig(
         onnx=onnx, coco_root=plan.data.coco_root, max_images=cfg.max_images, image_ids_list=cfg.image_ids_list,
-        providers=cfg.providers,
+        providers=cfg.providers, data=plan.data.data,
     )  # fmt: skip
     inputs: dict[str, Any] = {"onnx": sha256_file(onnx)}
-    try:
-        annotations = resolve_coco_paths(plan.data.coco_root).annotations
-        inputs["annotations"] = sha256_file(annotations) if annotations.is_file() else None
+    try:  # the ground truth by content: a relabelled dataset is scored again
+        inputs["annotations"] = labelled_images(plan.data.coco_root, data=plan.data.data).annotations_sha256
     except YqtError:
         inputs["annotations"] = None  # the eval itself says what is wrong
     if cfg.image_ids_list is not None:

@@ -212,12 +212,15 @@ def _calibration(cfg: QuantizeConfig, mode: QuantMode) -> tuple[Any, tuple[str, 
     count = calibrate.resolve_count(cfg.calib_images, mode, cfg.gptq)  # even where unused: a 0 is a mistake
     if not (mode.needs_calibration(cfg.gptq) or _measures_sensitivity(cfg)):
         return None, ()
+    if cfg.data is not None and cfg.calib_dir is None:
+        return calibrate.select_dataset_calibration(cfg.data, cfg.calib_split, count)
     folder = calibrate.resolve_calib_dir(cfg.calib_dir, cfg.coco_root, f"--mode {mode.name}")
     return calibrate.select_calibration(folder, count)
 
 
 def _validate(cfg: QuantizeConfig, mode: QuantMode, opset: int) -> tuple[str, ...]:
     notes = []
+    calibrate.check_data_source(cfg.data, cfg.coco_root, cfg.calib_split)
     storage.require_simplifier(cfg.simplifier)
     if cfg.quantize_dfl and not mode.weight_only:
         raise YqtError(

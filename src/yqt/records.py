@@ -296,6 +296,9 @@ class EvalConfig:
     workers: int = 2
     force: bool = False  # score even on images the model was calibrated on
     iou: float = 0.7  # NMS IoU, for models whose head needs NMS
+    data: Path | None = None  # an Ultralytics dataset YAML (YOLO labels), instead of a COCO root
+    split: str = "val"  # the YAML's split to score
+    skip_bad_labels: bool = False  # leave out images whose label file is malformed, instead of refusing
 
 
 @dataclass(frozen=True)
@@ -344,10 +347,25 @@ class EvalTiming:
 
 
 @dataclass(frozen=True)
+class YoloDataset:
+    """Where a YOLO-format ground truth came from: the YAML, the split and every label file, by hash."""
+
+    yaml_path: Path
+    yaml_sha256: str
+    root: Path  # the YAML's path: resolved (against the YAML's own folder when relative)
+    split: str
+    names: tuple[str, ...]
+    split_images: int  # images in the split before --max-images or an id list
+    labels_sha256: str  # of every label file's relative path and sha256 (or its absence), in name order
+    bad_label_files: tuple[str, ...] = ()  # "file:line: problem" of each image --skip-bad-labels left out
+    duplicate_label_rows: int = 0  # repeated rows dropped, as Ultralytics drops them
+
+
+@dataclass(frozen=True)
 class EvalResult:
     """The metrics document: every number with what produced it."""
 
-    SCHEMA: ClassVar[str] = "yqt/eval/1"
+    SCHEMA: ClassVar[str] = "yqt/eval/2"
 
     name: str
     metrics: CocoMetrics
@@ -384,8 +402,8 @@ class EvalResult:
     max_det: int
     latency: LatencyStats
     timing: EvalTiming
-    annotations_path: Path
-    annotations_sha256: str
+    annotations_path: Path | None  # COCO JSON scored against; for --data, ground_truth.json in the run (None: no run)
+    annotations_sha256: str  # of that JSON; for --data, of the ground truth built from the labels
     images_dir: Path
     versions: Mapping[str, str]
     config: EvalConfig
@@ -398,6 +416,8 @@ class EvalResult:
     extra: Mapping[str, Any] = field(default_factory=dict)
     contract: ContractCheck | None = None  # which output contract the file has
     nms: NmsSettings | None = None  # set when yqt ran NMS on a raw head output
+    dataset: YoloDataset | None = None  # set when scored on an Ultralytics dataset YAML
+    dropped_detections: int = 0  # detections of model classes the dataset does not have (not scored)
 
 
 @dataclass(frozen=True)
@@ -461,8 +481,10 @@ class QuantizeConfig:
     parity_max_images: int = 16
     providers: tuple[str, ...] = ("cuda", "cpu")
     coco_root: Path | None = None
-    calib_dir: Path | None = None  # None: <coco_root>/train2017
+    calib_dir: Path | None = None  # None: <coco_root>/train2017, or the --data YAML's calib_split
     calib_images: int | None = None  # None: 128 when GPTQ runs (4-bit modes), else 64
+    data: Path | None = None  # an Ultralytics dataset YAML to calibrate on, instead of a COCO root
+    calib_split: str = "train"  # the YAML's split calibration reads
     gptq: bool = True
     act_order: bool = False
     layout: Layout = Layout.ORT
@@ -569,7 +591,7 @@ class SizeReport:
 
 @dataclass(frozen=True)
 class QuantizeResult:
-    SCHEMA: ClassVar[str] = "yqt/quantize/2"
+    SCHEMA: ClassVar[str] = "yqt/quantize/3"
 
     mode: str
     model: ModelInfo
@@ -693,6 +715,8 @@ class SensitivityConfig:
     seed: int = 0  # seeds torch: a random-init config (yolov10m.yaml) builds the same weights
     verify_top: int = 0  # re-score the top K layers by real mAP on labelled images (0: no)
     verify_annotations: Path | None = None  # COCO JSON labelling the images; None: <coco_root>'s train2017 one
+    data: Path | None = None  # an Ultralytics dataset YAML: sweep images and --verify-top labels from its split
+    split: str = "train"  # the YAML's split the sweep reads
 
 
 @dataclass(frozen=True)
@@ -729,7 +753,7 @@ class RankingCheck:
 
 @dataclass(frozen=True)
 class SensitivityResult:
-    SCHEMA: ClassVar[str] = "yqt/sensitivity/1"
+    SCHEMA: ClassVar[str] = "yqt/sensitivity/2"
 
     model: ModelInfo
     bits: int
@@ -780,7 +804,8 @@ class PipelineConfig:
     imgsz: int = 640
     device: ExportDevice = ExportDevice.AUTO
     coco_root: Path | None = None  # None (or a folder that is not there): only the steps that need no data
-    calib_dir: Path | None = None  # None: <coco_root>/train2017
+    calib_dir: Path | None = None  # None: <coco_root>/train2017, or the --data YAML's train split
+    data: Path | None = None  # an Ultralytics dataset YAML: calibrate on its train split, score its val split
     calib_images: int | None = None  # None: each mode's quantize default
     target_bits: float | None = None  # for the 4-bit modes: the mean weight bits of the mixed precision
     max_images: int | None = None
@@ -811,7 +836,7 @@ class PipelineStep:
 
 @dataclass(frozen=True)
 class PipelineResult:
-    SCHEMA: ClassVar[str] = "yqt/pipeline/2"
+    SCHEMA: ClassVar[str] = "yqt/pipeline/3"
 
     run_id: str
     run_root: Path
@@ -826,6 +851,7 @@ class PipelineResult:
     report: Path | None = None  # report/index.html
     created: str = ""
     versions: Mapping[str, str] = field(default_factory=dict)
+    data: str | None = None  # for --data: the YAML, and the splits calibration and eval read
 
     def count(self, status: StepStatus) -> int:
         return sum(s.status is status for s in self.steps)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +97,12 @@ def sensitivity(
 
     t0 = time.perf_counter()
     check_config(cfg)
-    annotations = resolve_annotations(cfg)
-    folder = calibrate.resolve_calib_dir(cfg.calib_dir, cfg.coco_root, "yqt sensitivity")
-    calib, warnings = calibrate.select_calibration(folder, cfg.calib_images)
+    labels = resolve_labels(cfg)
+    if cfg.data is not None and cfg.calib_dir is None:
+        calib, warnings = calibrate.select_dataset_calibration(cfg.data, cfg.split, cfg.calib_images)
+    else:
+        folder = calibrate.resolve_calib_dir(cfg.calib_dir, cfg.coco_root, "yqt sensitivity")
+        calib, warnings = calibrate.select_calibration(folder, cfg.calib_images)
     torch.manual_seed(cfg.seed)
     detector = load_detector(cfg.weights, cfg.imgsz)
     load_s = time.perf_counter() - t0
@@ -107,9 +110,9 @@ def sensitivity(
     with maybe_step(run, f"sensitivity-{name.split('-', 1)[1]}", cfg) as step:
         result = measure(detector, calib, cfg, progress)
         timings = {"load_s": load_s, **result.timings}
-        if annotations is not None:
+        if labels is not None:
             t = time.perf_counter()
-            check = verify_ranking(detector, result, annotations, cfg.verify_top, progress)
+            check = verify_ranking(detector, result, labels, cfg.verify_top, progress)
             timings["verify_s"] = time.perf_counter() - t
             result = replace(result, verification=check)
         result = replace(result, warnings=warnings, timings=timings)
@@ -240,9 +243,29 @@ def choose_mixed_precision(
 HELD_SPEARMAN = 0.5
 
 
-def resolve_annotations(cfg: SensitivityConfig) -> Path | None:
+@dataclass(frozen=True)
+class SweepLabels:
+    """The ground truth of the sweep images, and the file it came from (a COCO JSON or a dataset YAML)."""
+
+    coco: Any
+    source: Path
+
+
+def resolve_labels(cfg: SensitivityConfig) -> SweepLabels | None:
+    """The labels ``--verify-top`` scores against: the ``--data`` split's, or a COCO JSON's."""
+    from yqt.data import load_coco, yolo_labelled_images
+
+    calibrate.check_data_source(cfg.data, cfg.coco_root, cfg.split)
     if cfg.verify_top <= 0:
         return None
+    if cfg.data is not None and cfg.verify_annotations is None and cfg.calib_dir is None:
+        truth = yolo_labelled_images(Path(cfg.data), cfg.split)
+        return SweepLabels(truth.coco, Path(cfg.data).resolve())
+    path = resolve_annotations(cfg)
+    return SweepLabels(load_coco(path), path.resolve())
+
+
+def resolve_annotations(cfg: SensitivityConfig) -> Path:
     if cfg.verify_annotations is not None:
         path = Path(cfg.verify_annotations)
     elif cfg.coco_root is not None:
@@ -266,6 +289,8 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def _labelled_images(coco: Any, calib: CalibrationSet, annotations: Path) -> list[tuple[int, Path]]:
+    # A COCO JSON names files by base name; a dataset YAML's ground truth by path under its root,
+    # which is also how calibration names the images of a --data split.
     by_name = {im["file_name"]: im["id"] for im in coco.dataset.get("images", [])}
     items = [(by_name[i.name], calib.folder / i.name) for i in calib.images if i.name in by_name]
     if not items:
@@ -290,15 +315,15 @@ def _model_map(module: Any, prepared: Sequence[Any], coco: Any, ids: Sequence[in
 
 
 def verify_ranking(
-    detector: LoadedDetector, result: SensitivityResult, annotations: Path, top: int, progress: ProgressFn | None
+    detector: LoadedDetector, result: SensitivityResult, labels: SweepLabels, top: int, progress: ProgressFn | None
 ) -> Any:
     """Score the top ``top`` layers by real mAP, each alone at the probe bits, on the labelled sweep images."""
-    from yqt.data import load_coco, prefetch_images
+    from yqt.data import prefetch_images
     from yqt.evaluate import category_mapping
     from yqt.quant import sensitivity as probe
     from yqt.records import RankingCheck, VerifiedLayer
 
-    coco = load_coco(annotations)
+    coco, annotations = labels.coco, labels.source
     items = _labelled_images(coco, result.images, annotations)
     ids = [i for i, _ in items]
     categories, _ = category_mapping(detector.names, coco.dataset.get("categories", []))
@@ -325,4 +350,4 @@ def verify_ranking(
     layers = tuple(
         VerifiedLayer(r.name, r.rank, maps[i], drops[i], drop_rank[i]) for i, r in enumerate(chosen)
     )
-    return RankingCheck(annotations.resolve(), len(ids), float_map, layers, rho, held, verdict)
+    return RankingCheck(annotations, len(ids), float_map, layers, rho, held, verdict)

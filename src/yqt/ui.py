@@ -406,6 +406,8 @@ def render_pipeline(result: Any, view: View) -> list[Any]:
     headline = f"pipeline in run {result.run_id}: {counts}, {result.seconds:.1f} s"
     failed = [s.name for s in result.steps if s.status.value == "failed"]
     rows = [("run folder", shown(result.run_root))]
+    if result.data is not None:
+        rows.append(("data", result.data))
     if result.report is not None:
         rows.append(("report", shown(result.report)))
     if failed:
@@ -427,6 +429,7 @@ def render_eval(result: EvalResult, view: View) -> list[Any]:
     used = ", ".join(p.removesuffix("ExecutionProvider") for p in result.providers_used)
     requested = ", ".join(p.removesuffix("ExecutionProvider") for p in result.providers_requested)
     details = Block(view).pairs([
+        *_dataset_rows(result),
         ("image ids", f"{result.num_images}, sha256 {_short(result.image_ids_sha256)}"),
         ("onnx sha256", _short(result.onnx_sha256)),
         *((("contract", result.contract.detail),) if result.contract is not None else ()),
@@ -442,6 +445,22 @@ def render_eval(result: EvalResult, view: View) -> list[Any]:
     headline = f"scored {result.name} on {result.num_images} images: mAP50-95 {m.mAP_50_95:.4f}, mAP50 {m.mAP_50:.4f}"
     rows = [("metrics", shown(result.metrics_path))] if result.metrics_path else []
     return [metrics, details, result_block(view, None, headline, rows)]
+
+
+def _dataset_rows(result: EvalResult) -> list[tuple[str, str]]:
+    """Where a YOLO-format ground truth came from: the YAML, the root it resolved to, the split."""
+    ds = result.dataset
+    if ds is None:
+        return []
+    rows = [
+        ("dataset", f"{ds.yaml_path.name}, split {ds.split}, {ds.split_images} images, {len(ds.names)} classes"),
+        ("root", str(ds.root)),
+    ]
+    if ds.bad_label_files:
+        rows.append(("bad labels", f"{len(ds.bad_label_files)} image(s) left out (--skip-bad-labels)"))
+    if result.dropped_detections:
+        rows.append(("not scored", f"{result.dropped_detections} detections of classes the dataset lacks"))
+    return rows
 
 
 def _nms_text(n: Any) -> str:

@@ -34,13 +34,16 @@ def test_a_fingerprint_follows_config_and_inputs_and_nothing_else():
 
 
 def test_the_calibration_digest_reads_the_first_n_images_by_name(tmp_path: Path):
+    from yqt.quant.calibrate import folder_images
+
     for name, data in (("b.jpg", b"2"), ("a.jpg", b"1"), ("c.jpg", b"3"), ("notes.txt", b"x")):
         (tmp_path / name).write_bytes(data)
-    two = calibration_digest(tmp_path, 2)
+    assert [p.name for p in folder_images(tmp_path)] == ["a.jpg", "b.jpg", "c.jpg"]
+    two = calibration_digest(folder_images(tmp_path), 2)
     (tmp_path / "c.jpg").write_bytes(b"changed")  # the third image is not read at 2
-    assert calibration_digest(tmp_path, 2) == two
+    assert calibration_digest(folder_images(tmp_path), 2) == two
     (tmp_path / "a.jpg").write_bytes(b"changed")
-    assert calibration_digest(tmp_path, 2) != two
+    assert calibration_digest(folder_images(tmp_path), 2) != two
 
 
 def test_data_availability_says_what_to_pass(tmp_path: Path):

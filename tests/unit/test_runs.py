@@ -120,7 +120,16 @@ def test_a_step_that_reports_a_failed_check_is_recorded_failed(tmp_path: Path):
     assert entry["status"] == "failed" and entry["error"] == "parity: 3/10 detections matched"
 
 
-def test_a_default_id_taken_meanwhile_moves_on_and_an_explicit_one_attaches(tmp_path: Path):
+def test_a_default_id_taken_meanwhile_moves_on_and_an_explicit_one_attaches(tmp_path: Path, monkeypatch):
+    import datetime as dt
+    import types
+
+    import yqt.runs
+
+    # One frozen second: on a loaded machine the two steps below can straddle a second boundary.
+    frozen = dt.datetime(2026, 1, 2, 3, 4, 5)
+    fake = types.SimpleNamespace(datetime=types.SimpleNamespace(now=lambda *a, **k: frozen))
+    monkeypatch.setattr(yqt.runs, "_dt", types.SimpleNamespace(**{**vars(dt), **vars(fake)}))
     first = Run.open(tmp_path)
     second = Run.open(tmp_path)  # planned in the same second: the same id
     assert first.run_id == second.run_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,11 @@ import numpy as np
 
 from yqt.data import letterbox, read_image
 from yqt.errors import YqtError
+from yqt.filetypes import IMAGE_SUFFIXES
 from yqt.quant.modes import QuantMode
 from yqt.records import CalibrationImage, CalibrationSet
 from yqt.runs import sha256_file
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CALIB_SUBDIR = "train2017"
 METADATA_KEY = "yqt.calibration"
 ACTIVATION_IMAGES = 64  # percentile ranges of uint8 activations settle well before this
@@ -48,8 +49,21 @@ def resolve_calib_dir(calib_dir: Path | None, coco_root: Path | None, needed_by:
         return folder
     raise YqtError(
         f"{needed_by} needs calibration images",
-        "pass --coco-root DIR (calibrates on DIR/train2017) or --calib-dir DIR",
+        "pass --coco-root DIR (calibrates on DIR/train2017), --data FILE.yaml (its train split) or --calib-dir DIR",
     )
+
+
+def check_data_source(data: Path | None, coco_root: Path | None, split: str) -> None:
+    """One dataset at a time: ``--data`` (a YAML) or ``--coco-root``, and a split the YAML can have."""
+    from yqt.yolo_data import SPLITS
+
+    if data is not None and coco_root is not None:
+        raise YqtError(
+            "--data and --coco-root both name the dataset",
+            "pass --data FILE.yaml for a YOLO-format dataset, or --coco-root DIR for a COCO one",
+        )
+    if split not in SPLITS:
+        raise YqtError(f"unknown --split {split!r}", "use train, val or test")
 
 
 def check_count(count: int) -> None:
@@ -71,26 +85,53 @@ def resolve_count(count: int | None, mode: QuantMode, gptq: bool) -> int:
     return count
 
 
+def folder_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, in name order."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def select_calibration(folder: Path, count: int) -> tuple[CalibrationSet, tuple[str, ...]]:
     """The first ``count`` images of ``folder`` in name order, hashed. Returns the set and warnings."""
-    check_count(count)
-    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = folder_images(folder)
     if not files:
+        check_count(count)
         raise YqtError(
             f"no images in --calib-dir {folder}",
             f"pass a folder holding {'/'.join(IMAGE_SUFFIXES)} files, e.g. <coco>/train2017",
         )
+    return select_calibration_files(files, Path(folder), count, str(folder))
+
+
+def select_dataset_calibration(data: Path, split: str, count: int) -> tuple[CalibrationSet, tuple[str, ...]]:
+    """The first ``count`` images of a dataset YAML's split (train by default) in file-name order."""
+    from yqt.yolo_data import load_dataset_yaml, split_images
+
+    dataset = load_dataset_yaml(data)
+    files = split_images(dataset, split)
+    return select_calibration_files(files, dataset.root, count, f"the {split} split of {Path(data).name}")
+
+
+def select_calibration_files(
+    files: list[Path], root: Path, count: int, where: str
+) -> tuple[CalibrationSet, tuple[str, ...]]:
+    """The first ``count`` of ``files`` (already in order), hashed; names are relative to ``root``."""
+    check_count(count)
     warnings: tuple[str, ...] = ()
     if len(files) < count:
-        warnings = (f"--calib-images {count} exceeds the {len(files)} images in {folder}; using all of them",)
+        warnings = (f"--calib-images {count} exceeds the {len(files)} images in {where}; using all of them",)
     chosen = files[:count]
     for path in chosen:
         read_image(path)  # an undecodable image fails now, with its name, not halfway through GPTQ
-    images = tuple(CalibrationImage(name=p.name, sha256=sha256_file(p)) for p in chosen)
-    return (
-        CalibrationSet(folder=Path(folder).resolve(), requested=count, images=images, sha256=_set_hash(images)),
-        warnings,
-    )
+    root = Path(os.path.abspath(root))  # links kept: a dataset of linked images names them by its own paths
+    images = tuple(CalibrationImage(name=_name_under(p, root), sha256=sha256_file(p)) for p in chosen)
+    return CalibrationSet(folder=root, requested=count, images=images, sha256=_set_hash(images)), warnings
+
+
+def _name_under(path: Path, root: Path) -> str:
+    try:
+        return Path(os.path.abspath(path)).relative_to(root).as_posix()
+    except ValueError:
+        return os.path.abspath(path)  # outside the root (an absolute path in a .txt list): kept whole
 
 
 def _set_hash(images: tuple[CalibrationImage, ...]) -> str:

@@ -35,12 +35,12 @@ import numpy as np
 from yqt.data import default_smoke_image
 from yqt.errors import YqtError
 from yqt.export import Candidate, torch_and_ort_outputs
+from yqt.filetypes import IMAGE_SUFFIXES
 from yqt.quant.modes import QuantMode
 from yqt.records import ParityReport
 
 PARITY_SCORE = 0.25
 RANDOM_INIT_TOP = 10  # detections per image compared when none reaches PARITY_SCORE
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def parity_images(folder: Path | None, limit: int) -> list[Path]:
         return [bus, bus.with_name("zidane.jpg")]
     if not Path(folder).is_dir():
         raise YqtError(f"--parity-images folder not found: {folder}", "pass a folder of real images, e.g. val2017/")
-    images = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)[:limit]
+    images = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     if not images:
         raise YqtError(f"no images in --parity-images {folder}", "pass a folder of .jpg/.png images")
     return images

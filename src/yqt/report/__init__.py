@@ -157,6 +157,19 @@ def _rel(path: Any, root: Path) -> str:
         return str(path)
 
 
+def _data_rows(doc: dict) -> list[tuple[str, str]]:
+    """What the baseline was scored against: a dataset YAML's split, or a COCO annotations file."""
+    ds = doc.get("dataset")
+    annotations = f"{Path(str(doc.get('annotations_path') or '?')).name}, sha256 {doc.get('annotations_sha256')}"
+    if not ds:
+        return [("annotations", annotations)]
+    return [
+        ("dataset", f"{Path(ds['yaml_path']).name} ({ds['root']}), split {ds['split']}, {len(ds['names'])} classes, "
+                    f"yaml sha256 {ds['yaml_sha256']}, labels sha256 {ds['labels_sha256']}"),
+        ("ground truth", f"built from the YOLO labels: {annotations}"),
+    ]  # fmt: skip
+
+
 def _header(data: RunData) -> list[tuple[str, str]]:
     from yqt.models import model_label
 
@@ -176,7 +189,7 @@ def _header(data: RunData) -> list[tuple[str, str]]:
         ("weights", f"{Path(weights).name if weights else 'unknown'}, "
                     f"sha256 {meta.get('yqt.weights_sha256', 'unknown')}"),
         ("image set", f"{doc.get('num_images')} images, ids sha256 {doc.get('image_ids_sha256')}"),
-        ("annotations", f"{Path(str(doc.get('annotations_path', '?'))).name}, sha256 {doc.get('annotations_sha256')}"),
+        *_data_rows(doc),
         ("providers used", ", ".join(p.removesuffix("ExecutionProvider") for p in providers) or "unknown"),
         ("versions", version_text or "unknown"),
         ("baseline", base.name),
