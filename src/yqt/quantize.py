@@ -402,11 +402,7 @@ def quantize(
             timings["parity_s"] = time.perf_counter() - t
             if not parity_report.passed:
                 p = parity_report
-                failures.append(
-                    f"parity: {p.matched}/{p.reference_detections} detections matched "
-                    f"({p.matched_fraction:.1%} < {p.required_fraction:.0%} at IoU ≥ {p.iou_threshold})"
-                    + (f"; {p.note}" if p.note else "")
-                )
+                failures.append(f"parity: {p.counts()} at IoU ≥ {p.iou_threshold}" + (f"; {p.note}" if p.note else ""))
         onnx_art = opt_art = size = None
         if not failures:  # publish only what passed: a rejected file never looks valid
             # Read only now: the step may have moved a new default-id run to a free id.

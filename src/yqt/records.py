@@ -193,21 +193,45 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class ColumnCheck:
+    """The rows that decide an export check, column by column: boxes in letterboxed pixels, scores
+    (a raw head's class scores) and the class, which must be exactly the same."""
+
+    rows: str  # which rows were compared: "confident" ones, or the "top" ones when none is confident
+    confident_rows: int
+    compared_rows: int
+    box_diff_px: float
+    score_diff: float
+    class_mismatches: int
+    box_tolerance_px: float
+    score_tolerance: float
+    passed: bool
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.box_diff_px > self.box_tolerance_px:
+            found.append(f"boxes differ by {self.box_diff_px:.4g} px (tolerance {self.box_tolerance_px:g})")
+        if self.score_diff > self.score_tolerance:
+            found.append(f"scores differ by {self.score_diff:.4g} (tolerance {self.score_tolerance:g})")
+        if self.class_mismatches:
+            found.append(f"{self.class_mismatches} of {self.compared_rows} classes differ (none may)")
+        return found
+
+
+@dataclass(frozen=True)
 class ExportVerification:
     """ONNX Runtime output of the exported file against the PyTorch output, same input."""
 
     image: Path
     provider: str
-    max_abs_diff: float
-    max_abs_diff_confident: float
-    tolerance: float
-    confident_rows: int
+    max_abs_diff: float  # over the whole output, recorded; the low-score tail may reorder, so it decides nothing
+    columns: ColumnCheck
     passed: bool
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    SCHEMA: ClassVar[str] = "yqt/export/1"
+    SCHEMA: ClassVar[str] = "yqt/export/2"
 
     model: ModelInfo
     onnx: FileArtifact
@@ -551,11 +575,21 @@ class ParityReport:
     iou_threshold: float
     reference_detections: int
     ort_detections: int
-    matched: int
+    matched: int  # PyTorch's confident detections found among ORT's
     matched_fraction: float
-    required_fraction: float
+    ort_matched: int  # ORT's confident detections found among PyTorch's: a box ORT adds fails too
+    ort_matched_fraction: float
+    required_fraction: float  # of both fractions
     passed: bool
     note: str = ""
+
+    def counts(self) -> str:
+        """Both directions in words, for the check row and the failure line."""
+        return (
+            f"{self.matched}/{self.reference_detections} PyTorch detections found by ORT "
+            f"({self.matched_fraction:.1%}) and {self.ort_matched}/{self.ort_detections} ORT detections found "
+            f"in PyTorch's ({self.ort_matched_fraction:.1%}), {self.required_fraction:.0%} of each required"
+        )
 
 
 @dataclass(frozen=True)
@@ -569,7 +603,7 @@ class SizeReport:
 
 @dataclass(frozen=True)
 class QuantizeResult:
-    SCHEMA: ClassVar[str] = "yqt/quantize/2"
+    SCHEMA: ClassVar[str] = "yqt/quantize/3"
 
     mode: str
     model: ModelInfo

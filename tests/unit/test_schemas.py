@@ -23,12 +23,14 @@ SNAPSHOT = {
     "error-1.json": "18665d15fe167b52ff23b0cfb6382377a1d9bc406e3572d0fb364a60ecd7b0e9",
     "eval-1.json": "ec1a687bd417dd42815a1b62ce120247388cb86de61215f4d6416e5613118bb5",
     "export-1.json": "d409284d517d3ba4bb539718f3adc3328c811adb931f5b175fa5325a8ae38a1c",
+    "export-2.json": "6393a9ec806214d21f2d9370c27925a17a0c0f293db1bd8cde49f377e1df81df",
     "graph-1.json": "568885415e9ff2075f1c5c1dedb835172292ad959ea19c9c0c169207f79cdddd",
     "image-ids-1.json": "80f2f9d1541c6afb79901344b71aeeecea22c32e6de7ffc989fc21f80de4e7b8",
     "pipeline-1.json": "334d2a15b19b6f12281b32a9c70e2a0cec9864ab1ea4f0ee52da98a017835f42",
     "pipeline-2.json": "4712a6908a960b4bc90513454976b0842d58c45114012e4dbfea534d9ade6f76",
     "quantize-1.json": "7eed56f343e1c251a00bd9c77fc5378c88d86912df6c52c5526284fa7ecdddc4",
     "quantize-2.json": "c884208433d1d6f6a3e32d64405f49983a0195ef7f852c47575f0f5db7963611",
+    "quantize-3.json": "a83730548cbbb714f0e46149d77baca6b5fff9fbc3ddcbdee76e92bc8c8a2fbb",
     "report-1.json": "edc356c6048ab85defe4ab66e7b0bd541ce9a72226820f8a81490e17cf5ccfe9",
     "run-1.json": "87a8d074939bb05868cf7180dd1ab7af6c93a6c650de1adf8c9c4059b78b7e89",
     "run-2.json": "854776d123e34516ee65f63aa127ba97342cb822f04f3cd927aa60c272e3fa0a",
@@ -95,10 +97,10 @@ def test_units_are_said_in_the_keys_and_once_in_the_schema():
 
 
 def test_every_check_result_has_passed():
-    for name in ("export-1.json", "quantize-2.json", "smoke-1.json", "compare-2.json"):
+    for name in ("export-2.json", "quantize-3.json", "smoke-1.json", "compare-2.json"):
         assert "passed" in json.loads((SCHEMA_DIR / name).read_text())["required"], name
-    defs = json.loads((SCHEMA_DIR / "quantize-2.json").read_text())["$defs"]
-    for record in ("GateCheck", "GateReport", "ContractCheck", "ExportVerification", "ParityReport"):
+    defs = json.loads((SCHEMA_DIR / "quantize-3.json").read_text())["$defs"]
+    for record in ("GateCheck", "GateReport", "ContractCheck", "ExportVerification", "ColumnCheck", "ParityReport"):
         assert "passed" in defs[record]["required"], record
 
 

@@ -1,0 +1,100 @@
+"""Checks that must be able to fail (issue 25): detection parity both ways, and export verification
+per output column. Synthetic outputs, no torch and no ONNX Runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from yqt.quant import parity
+
+BUS = np.array([[100.0, 100.0, 300.0, 400.0, 0.9, 5.0]], dtype=np.float32)
+PERSON = np.array([[400.0, 120.0, 460.0, 380.0, 0.8, 0.0]], dtype=np.float32)
+
+
+def _judge(pairs, tol=parity.WEIGHT_ONLY):
+    return parity.judge_parity(pairs, tol, provider="CPUExecutionProvider")
+
+
+def test_parity_fails_when_ort_adds_confident_detections_pytorch_does_not_have():
+    both = _judge([(BUS, BUS)])
+    assert both.passed and both.matched == both.ort_matched == 1
+    extra = _judge([(BUS, np.concatenate([BUS, PERSON]))])
+    assert extra.matched_fraction == 1.0  # every PyTorch detection is matched ...
+    assert extra.ort_detections == 2 and extra.ort_matched == 1 and extra.ort_matched_fraction == 0.5
+    assert not extra.passed  # ... but ORT's second confident box has no PyTorch counterpart
+
+
+def test_parity_fails_when_ort_misses_a_detection_and_keeps_its_tolerances():
+    missed = _judge([(np.concatenate([BUS, PERSON]), BUS)])
+    assert not missed.passed and missed.matched_fraction == 0.5 and missed.ort_matched_fraction == 1.0
+    shifted = BUS.copy()
+    shifted[0, :4] += 4.0  # IoU about 0.95: inside the activation modes' 0.85, outside weight-only's 0.99
+    assert _judge([(BUS, shifted)], parity.INT8_ACTIVATIONS).passed
+    assert not _judge([(BUS, shifted)], parity.WEIGHT_ONLY).passed
+    near_bar = BUS.copy()
+    near_bar[0, 4] = parity.PARITY_SCORE * 0.95  # just below the bar on one side: not a miss either way
+    assert _judge([(BUS, near_bar)]).passed and _judge([(near_bar, BUS)]).passed
+
+
+def test_parity_with_nothing_confident_on_either_side_compares_the_top_rows():
+    faint = np.concatenate([BUS, PERSON])
+    faint[:, 4] = [0.002, 0.001]
+    report = _judge([(faint, faint)])
+    assert report.passed and report.reference_detections == 2 and "10 best were compared" in report.note
+    wrong_class = faint.copy()
+    wrong_class[1, 5] = 7.0
+    assert not _judge([(faint, wrong_class)]).passed
+
+
+# ------------------------------------------------------------------------------------ export verification
+
+
+def _end2end(rows: np.ndarray, n: int = 300) -> np.ndarray:
+    """An end-to-end ``[N,6]`` output: ``rows`` first, then faint filler rows."""
+    out = np.zeros((n, 6), dtype=np.float32)
+    out[:, :4] = [10.0, 10.0, 20.0, 20.0]
+    out[:, 4] = np.linspace(0.01, 0.001, n)
+    out[: len(rows)] = rows
+    return out
+
+
+def test_export_verification_holds_the_class_exactly_and_the_score_tightly():
+    from yqt.export import compare_outputs
+
+    ref = _end2end(np.concatenate([BUS, PERSON]))
+    assert compare_outputs(ref, ref.copy(), "fp16").passed
+    wrong_class = ref.copy()
+    wrong_class[1, 5] = 1.0  # person → bicycle: within the old fp16 tolerance of 1.0
+    check = compare_outputs(ref, wrong_class, "fp16")
+    assert not check.passed and check.class_mismatches == 1
+    wrong_score = ref.copy()
+    wrong_score[0, 4] -= 0.9 * 0.9  # a score off by 0.81
+    check = compare_outputs(ref, wrong_score, "fp16")
+    assert not check.passed and abs(check.score_diff - 0.81) < 1e-6
+    half_pixel = ref.copy()
+    half_pixel[0, :4] += 0.5  # fp16 boxes: one ulp at 512-1024 px is 0.5 px
+    assert compare_outputs(ref, half_pixel, "fp16").passed and not compare_outputs(ref, half_pixel, "fp32").passed
+
+
+def test_export_verification_without_confident_rows_compares_the_top_rows():
+    from yqt.export import compare_outputs
+
+    ref = _end2end(np.zeros((0, 6), np.float32))  # nothing near 0.25: a random-init model
+    got = ref.copy()
+    got[0, :4] += 50.0  # its best row moved 50 px
+    check = compare_outputs(ref, got, "fp32")
+    assert not check.passed and check.confident_rows == 0 and check.compared_rows == parity.RANDOM_INIT_TOP
+    assert check.box_diff_px == 50.0
+
+
+def test_export_verification_of_a_raw_head_compares_anchors_and_their_best_class():
+    from yqt.export import compare_outputs
+
+    ref = np.zeros((4 + 3, 50), dtype=np.float32)  # [4+nc, A]: 3 classes, 50 anchors
+    ref[:4] = 30.0
+    ref[4:, 7] = [0.1, 0.9, 0.2]  # one confident anchor, class 1
+    assert compare_outputs(ref, ref.copy(), "fp32").passed
+    swapped = ref.copy()
+    swapped[4:, 7] = [0.9, 0.1, 0.2]  # the same best score, another class
+    check = compare_outputs(ref, swapped, "fp32")
+    assert not check.passed and check.class_mismatches == 1 and check.compared_rows == 1
