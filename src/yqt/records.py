@@ -274,6 +274,7 @@ class SmokeConfig:
     runs: int = 10
     conf: float = 0.25
     require_cuda: bool = False
+    min_detections: int | None = None  # fail below this many at ``conf``; None: 1 for a COCO detector on bus.jpg
 
 
 @dataclass(frozen=True)
@@ -286,7 +287,7 @@ class Detection:
 
 @dataclass(frozen=True)
 class SmokeResult:
-    SCHEMA: ClassVar[str] = "yqt/smoke/1"
+    SCHEMA: ClassVar[str] = "yqt/smoke/2"
 
     onnx: FileArtifact
     image: Path
@@ -298,6 +299,8 @@ class SmokeResult:
     top_detections: tuple[Detection, ...]
     latency: LatencyStats
     require_cuda: bool
+    min_detections: int  # the check on num_detections; 0: no expectation
+    expectation: str  # where min_detections comes from, in words
     passed: bool
     failure: str | None = None
 

@@ -365,6 +365,8 @@ def render_smoke(result: SmokeResult, view: View) -> list[Any]:
     details = Block(view).pairs([
         ("image", shown(result.image)),
         ("output contract", result.contract.detail),
+        ("expected", f"at least {result.min_detections} detections at score >= {result.conf:g}: {result.expectation}"
+                     if result.min_detections else f"no number of detections: {result.expectation}"),
         *(("session option", o) for o in result.providers.session_options),
     ], indent="")  # fmt: skip
     ran_on = ", ".join(p.removesuffix("ExecutionProvider") for p in result.providers.used)

@@ -1,9 +1,13 @@
-"""Checks that must be able to fail (issue 25): detection parity both ways, and export verification
-per output column. Synthetic outputs, no torch and no ONNX Runtime."""
+"""Checks that must be able to fail (issue 25): detection parity both ways, export verification per
+output column, and smoke's expectation of detections. Synthetic outputs and tiny ONNX models, no torch."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from yqt.quant import parity
 
@@ -98,3 +102,77 @@ def test_export_verification_of_a_raw_head_compares_anchors_and_their_best_class
     swapped[4:, 7] = [0.9, 0.1, 0.2]  # the same best score, another class
     check = compare_outputs(ref, swapped, "fp32")
     assert not check.passed and check.class_mismatches == 1 and check.compared_rows == 1
+
+
+# ------------------------------------------------------------------------------------ smoke's expectation
+
+
+def _constant_detector(path: Path, rows: np.ndarray, meta: dict[str, str] | None = None) -> Path:
+    """An ONNX "detector" whose end-to-end output is ``rows`` for any image."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("ReduceMax", ["images"], ["top"], keepdims=0),
+        helper.make_node("Mul", ["top", "zero"], ["nothing"]),
+        helper.make_node("Add", ["rows", "nothing"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "constant", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, len(rows), 6])],
+        [numpy_helper.from_array(rows[None].astype(np.float32), "rows"),
+         numpy_helper.from_array(np.array(0.0, np.float32), "zero")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in (meta or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path
+
+
+def _smoke(onnx_path: Path, **kw):
+    from yqt.records import SmokeConfig
+    from yqt.runtime import smoke
+
+    return smoke(SmokeConfig(onnx=onnx_path, providers=("cpu",), runs=1, **kw))
+
+
+def test_smoke_fails_a_coco_detector_that_finds_nothing_on_bus_jpg(tmp_path: Path):
+    pytest.importorskip("onnxruntime")
+    empty = _smoke(_constant_detector(tmp_path / "empty.onnx", _end2end(np.zeros((0, 6), np.float32))))
+    assert not empty.passed and empty.num_detections == 0 and empty.min_detections == 1
+    assert "0 detections at score >= 0.25, expected at least 1" in (empty.failure or ""), empty.failure
+    assert "bus.jpg" in empty.expectation
+    found = _smoke(_constant_detector(tmp_path / "found.onnx", _end2end(np.concatenate([BUS, PERSON]))))
+    assert found.passed and found.num_detections == 2 and found.failure is None
+
+
+def test_smoke_takes_the_users_expectation_for_their_own_image(tmp_path: Path):
+    pytest.importorskip("onnxruntime")
+    from yqt.data import default_smoke_image
+
+    zidane = default_smoke_image().with_name("zidane.jpg")
+    empty = _constant_detector(tmp_path / "empty.onnx", _end2end(np.zeros((0, 6), np.float32)))
+    found = _constant_detector(tmp_path / "found.onnx", _end2end(np.concatenate([BUS, PERSON])))
+    own = _smoke(empty, image=zidane)  # nothing is known about the user's own image ...
+    assert own.passed and own.min_detections == 0 and "--min-detections" in own.expectation
+    stated = _smoke(found, image=zidane, min_detections=3)  # ... unless they say what to expect
+    assert not stated.passed and "2 detections at score >= 0.25, expected at least 3" in (stated.failure or "")
+    assert _smoke(empty, min_detections=0).passed  # bus.jpg, with the expectation turned off
+    random_init = _constant_detector(tmp_path / "random.onnx", _end2end(np.zeros((0, 6), np.float32)),
+                                     {"yqt.pretrained": "false"})  # fmt: skip
+    assert _smoke(random_init).passed  # random weights find nothing on bus.jpg by design
+
+
+def test_smoke_min_detections_in_json_and_bad_value(tmp_path: Path):
+    pytest.importorskip("onnxruntime")
+    from tests.conftest import assert_one_line_error, run_yqt
+
+    empty = _constant_detector(tmp_path / "empty.onnx", _end2end(np.zeros((0, 6), np.float32)))
+    result = run_yqt("smoke", str(empty), "--providers", "cpu", "-n", "1", "--json", runs_dir=tmp_path / "runs")
+    doc = json.loads(result.stdout)
+    assert result.returncode == 1 and not doc["passed"] and doc["min_detections"] == 1, result.stderr
+    assert "expected at least 1" in doc["failure"]
+    bad = run_yqt("smoke", str(empty), "--min-detections", "-1", runs_dir=tmp_path / "runs")
+    assert_one_line_error(bad, "--min-detections must be 0 or more")

@@ -37,12 +37,12 @@ import numpy as np
 
 from yqt.data import default_smoke_image
 from yqt.errors import YqtError
-from yqt.export import Candidate, torch_and_ort_outputs
+from yqt.export import TOP_ROWS, Candidate, torch_and_ort_outputs
 from yqt.quant.modes import QuantMode
 from yqt.records import ParityReport
 
 PARITY_SCORE = 0.25
-RANDOM_INIT_TOP = 10  # detections per image compared when none reaches PARITY_SCORE
+RANDOM_INIT_TOP = TOP_ROWS  # detections per image compared when none reaches PARITY_SCORE, as export does
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
