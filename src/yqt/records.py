@@ -529,6 +529,8 @@ class ActivationReport:
     int8_convs_fused: int
     int8_convs_expected: int | None  # None: the layout does not aim for fused kernels
     calibration_s: float
+    scales_checked: int  # activation QuantizeLinear nodes read back from the file
+    scales_not_from_calibration: tuple[str, ...]  # tensors whose scale is none of yqt's ranges: must be empty
 
 
 @dataclass(frozen=True)

@@ -176,3 +176,56 @@ def test_smoke_min_detections_in_json_and_bad_value(tmp_path: Path):
     assert "expected at least 1" in doc["failure"]
     bad = run_yqt("smoke", str(empty), "--min-detections", "-1", runs_dir=tmp_path / "runs")
     assert_one_line_error(bad, "--min-detections must be 0 or more")
+
+
+# ------------------------------------------------------------------------------------ activation ranges
+
+
+def _conv_mul_conv(path: Path) -> tuple[Path, dict]:
+    """x → Conv → Mul by a Constant node (as yolov10n's attention scale) → Conv → y (a graph output), and
+    yqt's integer weights for both convs."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from yqt.quant.activations import IntWeights
+
+    rng = np.random.default_rng(0)
+    weights, inits = {}, []
+    for name in ("w1", "w2"):
+        ints = rng.integers(-127, 128, size=(4, 4 if name == "w2" else 3, 1, 1)).astype(np.int8)
+        scale = np.full(4, 0.01, np.float32)
+        inits.append(numpy_helper.from_array(ints.astype(np.float32) * 0.01, name))
+        weights[f"conv_{name}"] = IntWeights(ints, scale, 8, None)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], name="conv_w1"),
+        helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array(0.37, np.float32))),
+        helper.make_node("Mul", ["a", "c"], ["m"], name="mul"),
+        helper.make_node("Conv", ["m", "w2"], ["y"], name="conv_w2"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path, weights
+
+
+def test_every_activation_scale_comes_from_yqts_calibration_and_the_gate_says_so(tmp_path: Path):
+    pytest.importorskip("onnxruntime")
+    from dataclasses import replace
+
+    from yqt.quant.activations import quantize_activations
+    from yqt.quant.gate import activation_ranges_check
+    from yqt.records import Layout
+
+    float_onnx, weights = _conv_mul_conv(tmp_path / "float.onnx")
+    arrays = [np.random.default_rng(i).random((1, 3, 8, 8), dtype=np.float32) for i in range(3)]
+    report = quantize_activations(float_onnx, tmp_path / "qdq.onnx", arrays, weights, Layout.ORT, 99.999)
+    # The Constant and the graph output too: ORT quantizes both, from its own min/max unless yqt gives a range.
+    assert report.scales_not_from_calibration == () and report.scales_checked >= 4, report
+    check = activation_ranges_check(report)
+    assert check.passed and f"all {report.scales_checked}" in check.detail
+    stray = activation_ranges_check(replace(report, scales_not_from_calibration=("c",)))
+    assert not stray.passed and "c" in stray.detail

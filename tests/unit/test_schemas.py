@@ -30,7 +30,7 @@ SNAPSHOT = {
     "pipeline-2.json": "4712a6908a960b4bc90513454976b0842d58c45114012e4dbfea534d9ade6f76",
     "quantize-1.json": "7eed56f343e1c251a00bd9c77fc5378c88d86912df6c52c5526284fa7ecdddc4",
     "quantize-2.json": "c884208433d1d6f6a3e32d64405f49983a0195ef7f852c47575f0f5db7963611",
-    "quantize-3.json": "cd218b6f111e16263daec33622203b621a3caf2771e3b98e17300f69774ff089",
+    "quantize-3.json": "abff8d4edac791139b835177b6a4f637dfb19229bec0fa7e81bb3fd1aa07f48b",
     "report-1.json": "edc356c6048ab85defe4ab66e7b0bd541ce9a72226820f8a81490e17cf5ccfe9",
     "run-1.json": "87a8d074939bb05868cf7180dd1ab7af6c93a6c650de1adf8c9c4059b78b7e89",
     "run-2.json": "854776d123e34516ee65f63aa127ba97342cb822f04f3cd927aa60c272e3fa0a",
