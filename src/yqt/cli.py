@@ -226,6 +226,15 @@ def smoke(
         float, typer.Option("--conf", metavar="SCORE", help="Score threshold (0 to 1) for counting detections.")
     ] = 0.25,
     require_cuda: Annotated[bool, typer.Option("--require-cuda", help="Exit 1 unless CUDA actually ran.")] = False,
+    min_detections: Annotated[
+        int | None,
+        typer.Option(
+            "--min-detections",
+            metavar="N",
+            help="Exit 1 below N detections at --conf.",
+            show_default="1 for a trained COCO detector on bus.jpg, else 0 (no expectation)",
+        ),
+    ] = None,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
@@ -245,6 +254,7 @@ def smoke(
         runs=iterations,
         conf=conf,
         require_cuda=require_cuda,
+        min_detections=min_detections,
     )
     target = Run.for_artifact(onnx, runs_dir, run)
     with out.work():

@@ -3,7 +3,9 @@
 The steps: export the baseline; quantize each mode; smoke each model; evaluate each model on one
 image set; compare; report. Each is the library stage the single command runs, recorded in
 ``run.json`` as usual, plus a *fingerprint*: the sha256 of the step's full config and the hashes of
-what it reads (weights, calibration images, the ONNX file, annotations, the evaluations compared).
+what it reads (weights, calibration images, the ONNX file, annotations, the evaluations compared);
+a quantize step's also holds the package versions and torch's thread count, which GPTQ's integers
+depend on.
 
 A rerun keeps a step whose latest record finished with the same fingerprint and whose files are
 still byte for byte as recorded, and runs the rest; so a changed option reruns exactly what depends
@@ -41,7 +43,16 @@ from yqt.records import (
     StepStatus,
     to_jsonable,
 )
-from yqt.runs import Run, atomic_write_json, now_iso, package_versions, process_alive, sha256_file, step_tags
+from yqt.runs import (
+    Run,
+    atomic_write_json,
+    now_iso,
+    package_versions,
+    process_alive,
+    sha256_file,
+    step_tags,
+    torch_threads,
+)
 
 log = logging.getLogger(__name__)
 
@@ -398,7 +409,9 @@ def _quantize(ex: _Executor, plan: _Plan, mode: str) -> _Outcome:
         calib_dir=plan.data.calib_dir if needs_images else None, calib_images=cfg.calib_images,
         target_bits=cfg.target_bits if low_bit else None, data=plan.data.data if needs_images else None,
     )  # fmt: skip
-    inputs: dict[str, Any] = {"weights": plan.weights_sha}
+    # GPTQ's integers depend on the packages and on torch's thread count (float sums): both decide reuse.
+    software = {"versions": package_versions(), "torch_threads": torch_threads()}
+    inputs: dict[str, Any] = {"weights": plan.weights_sha, "software": software}
     if needs_images:
         from yqt.quant.calibrate import resolve_count
 

@@ -68,6 +68,7 @@ from yqt.runs import (
     package_versions,
     record_artifact,
     sha256_file,
+    torch_threads,
 )
 
 log = logging.getLogger(__name__)
@@ -196,12 +197,6 @@ def _size_report(qcdq: Path, opt: Path, run: Run | None, stem: str, parameters: 
         float_source=source,
         ratio=float_bytes / qcdq_bytes,
     )
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def _measures_sensitivity(cfg: QuantizeConfig) -> bool:
@@ -410,11 +405,7 @@ def quantize(
             timings["parity_s"] = time.perf_counter() - t
             if not parity_report.passed:
                 p = parity_report
-                failures.append(
-                    f"parity: {p.matched}/{p.reference_detections} detections matched "
-                    f"({p.matched_fraction:.1%} < {p.required_fraction:.0%} at IoU ≥ {p.iou_threshold})"
-                    + (f"; {p.note}" if p.note else "")
-                )
+                failures.append(f"parity: {p.counts()} at IoU ≥ {p.iou_threshold}" + (f"; {p.note}" if p.note else ""))
         onnx_art = opt_art = size = None
         if not failures:  # publish only what passed: a rejected file never looks valid
             # Read only now: the step may have moved a new default-id run to a free id.
@@ -437,7 +428,7 @@ def quantize(
             onnx_opt=opt_art, size=size, smoke=None, passed=not failures, failures=tuple(failures),
             warnings=tuple(notes), timings=timings, mean_weight_bits=mean_bits,
             calibration=calib, activations=act_report, storage=store, gptq_layers=prepared.gptq_layers,
-            mixed_precision=mixed_report, config=cfg, versions=package_versions(), torch_threads=_torch_threads(),
+            mixed_precision=mixed_report, config=cfg, versions=package_versions(), torch_threads=torch_threads(),
         )  # fmt: skip
         if run is not None:  # saved whether it passed or not: a failed gate is evidence too
             record_artifact(step, atomic_write_json(run.root / "quantize" / f"{name}.json", result), "quantize-result")

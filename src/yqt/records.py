@@ -193,21 +193,45 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class ColumnCheck:
+    """The rows that decide an export check, column by column: boxes in letterboxed pixels, scores
+    (a raw head's class scores) and the class, which must be exactly the same."""
+
+    rows: str  # which rows were compared: "confident" ones, or the "top" ones when none is confident
+    confident_rows: int
+    compared_rows: int
+    box_diff_px: float
+    score_diff: float
+    class_mismatches: int
+    box_tolerance_px: float
+    score_tolerance: float
+    passed: bool
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.box_diff_px > self.box_tolerance_px:
+            found.append(f"boxes differ by {self.box_diff_px:.4g} px (tolerance {self.box_tolerance_px:g})")
+        if self.score_diff > self.score_tolerance:
+            found.append(f"scores differ by {self.score_diff:.4g} (tolerance {self.score_tolerance:g})")
+        if self.class_mismatches:
+            found.append(f"{self.class_mismatches} of {self.compared_rows} classes differ (none may)")
+        return found
+
+
+@dataclass(frozen=True)
 class ExportVerification:
     """ONNX Runtime output of the exported file against the PyTorch output, same input."""
 
     image: Path
     provider: str
-    max_abs_diff: float
-    max_abs_diff_confident: float
-    tolerance: float
-    confident_rows: int
+    max_abs_diff: float  # over the whole output, recorded; the low-score tail may reorder, so it decides nothing
+    columns: ColumnCheck
     passed: bool
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    SCHEMA: ClassVar[str] = "yqt/export/1"
+    SCHEMA: ClassVar[str] = "yqt/export/2"
 
     model: ModelInfo
     onnx: FileArtifact
@@ -250,6 +274,7 @@ class SmokeConfig:
     runs: int = 10
     conf: float = 0.25
     require_cuda: bool = False
+    min_detections: int | None = None  # fail below this many at ``conf``; None: 1 for a COCO detector on bus.jpg
 
 
 @dataclass(frozen=True)
@@ -262,7 +287,7 @@ class Detection:
 
 @dataclass(frozen=True)
 class SmokeResult:
-    SCHEMA: ClassVar[str] = "yqt/smoke/1"
+    SCHEMA: ClassVar[str] = "yqt/smoke/2"
 
     onnx: FileArtifact
     image: Path
@@ -274,6 +299,8 @@ class SmokeResult:
     top_detections: tuple[Detection, ...]
     latency: LatencyStats
     require_cuda: bool
+    min_detections: int  # the check on num_detections; 0: no expectation
+    expectation: str  # where min_detections comes from, in words
     passed: bool
     failure: str | None = None
 
@@ -524,6 +551,8 @@ class ActivationReport:
     int8_convs_fused: int
     int8_convs_expected: int | None  # None: the layout does not aim for fused kernels
     calibration_s: float
+    scales_checked: int  # activation QuantizeLinear nodes read back from the file
+    scales_not_from_calibration: tuple[str, ...]  # tensors whose scale is none of yqt's ranges: must be empty
 
 
 @dataclass(frozen=True)
@@ -573,11 +602,21 @@ class ParityReport:
     iou_threshold: float
     reference_detections: int
     ort_detections: int
-    matched: int
+    matched: int  # PyTorch's confident detections found among ORT's
     matched_fraction: float
-    required_fraction: float
+    ort_matched: int  # ORT's confident detections found among PyTorch's: a box ORT adds fails too
+    ort_matched_fraction: float
+    required_fraction: float  # of both fractions
     passed: bool
     note: str = ""
+
+    def counts(self) -> str:
+        """Both directions in words, for the check row and the failure line."""
+        return (
+            f"{self.matched}/{self.reference_detections} PyTorch detections found by ORT "
+            f"({self.matched_fraction:.1%}) and {self.ort_matched}/{self.ort_detections} ORT detections found "
+            f"in PyTorch's ({self.ort_matched_fraction:.1%}), {self.required_fraction:.0%} of each required"
+        )
 
 
 @dataclass(frozen=True)

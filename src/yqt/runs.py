@@ -494,3 +494,10 @@ def package_versions() -> dict[str, str]:
 
     versions["yqt"] = __version__
     return versions
+
+
+def torch_threads() -> int:
+    """torch's intra-op thread count in this process, which GPTQ's float sums (and so its integers) depend on."""
+    import torch
+
+    return torch.get_num_threads()

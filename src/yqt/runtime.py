@@ -264,6 +264,23 @@ def class_names_from_session(session: Any) -> tuple[str, ...]:
     return COCO80_NAMES
 
 
+def smoke_expectation(
+    cfg: SmokeConfig, default_image: bool, names: Sequence[str], meta: Mapping[str, str]
+) -> tuple[int, str]:
+    """How many detections at ``cfg.conf`` smoke requires, and why: ``--min-detections`` when given;
+    else at least 1 for a trained COCO detector on the default bus.jpg, where finding nothing means a
+    broken model; else none, since nothing is known about the user's image or model."""
+    from yqt.models import COCO80_NAMES
+
+    if cfg.min_detections is not None:
+        return cfg.min_detections, f"--min-detections {cfg.min_detections}"
+    random_init = meta.get("yqt.pretrained") == "false"
+    if default_image and tuple(names) == COCO80_NAMES and not random_init:
+        return 1, "a trained COCO detector finds the people and the bus in the default bus.jpg"
+    why = "random-init weights" if random_init else ("not a COCO detector" if default_image else "your own image")
+    return 0, f"none ({why}): pass --min-detections N to require N"
+
+
 def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
     """One real-image inference: contract, detections, latency and the providers that actually ran."""
     import time
@@ -275,6 +292,8 @@ def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
     require_onnx_file(onnx_path)
     if cfg.runs < 1:
         raise YqtError(f"--iterations must be at least 1, got {cfg.runs}", "pass --iterations 10")
+    if cfg.min_detections is not None and cfg.min_detections < 0:
+        raise YqtError(f"--min-detections must be 0 or more, got {cfg.min_detections}", "pass e.g. --min-detections 1")
     image = Path(cfg.image) if cfg.image else default_smoke_image()
     bgr = read_image(image)
     session, report = open_session(onnx_path, cfg.providers)
@@ -301,10 +320,17 @@ def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
             )
             for box, r in zip(boxes[:10], rows[:10], strict=True)
         )
-        failure = None
+        meta = session.get_modelmeta().custom_metadata_map
+        expected, why = smoke_expectation(cfg, cfg.image is None, names, meta)
+        failures = []
         if cfg.require_cuda and not report.cuda_used:
             reason = "; ".join(report.notes) or f"used {', '.join(report.used)}"
-            failure = f"--require-cuda: CUDAExecutionProvider did not attach ({reason})"
+            failures.append(f"--require-cuda: CUDAExecutionProvider did not attach ({reason})")
+        if len(rows) < expected:
+            failures.append(
+                f"{len(rows)} detections at score >= {cfg.conf:g}, expected at least {expected} on {image.name} ({why})"
+            )
+        failure = "; ".join(failures) or None
         result = SmokeResult(
             onnx=file_artifact(onnx_path),
             image=image,
@@ -316,6 +342,8 @@ def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
             top_detections=top,
             latency=LatencyStats.from_seconds(times),
             require_cuda=cfg.require_cuda,
+            min_detections=expected,
+            expectation=why,
             passed=failure is None,
             failure=failure,
         )

@@ -301,16 +301,24 @@ def _labelled_images(coco: Any, calib: CalibrationSet, annotations: Path) -> lis
     return items
 
 
-def _model_map(module: Any, prepared: Sequence[Any], coco: Any, ids: Sequence[int], categories: Any) -> float:
+def _model_map(
+    detector: LoadedDetector, prepared: Sequence[Any], coco: Any, ids: Sequence[int], categories: Any
+) -> float:
+    """mAP50-95 of the model as it is now, decoded as eval decodes: a raw ``[4+nc,A]`` head through
+    yqt's NMS at eval's defaults, an end-to-end head as its rows."""
     import torch
 
     from yqt.evaluate import detections_for_image, run_cocoeval
+    from yqt.records import NmsSettings
+    from yqt.runtime import image_rows
 
+    nms = NmsSettings()
     detections: list[dict[str, Any]] = []
     with torch.no_grad():
         for image in prepared:
-            out = module(torch.from_numpy(image.tensor)).numpy()[0]
-            detections += detections_for_image(out, image, 0.001, 300, categories)
+            out = detector.module(torch.from_numpy(image.tensor)).numpy()[0]
+            rows = image_rows(out, detector.contract, nms)
+            detections += detections_for_image(rows, image, nms.conf, nms.max_det, categories)
     return float(run_cocoeval(coco, detections, ids)[0].stats[0])
 
 
@@ -329,13 +337,13 @@ def verify_ranking(
     categories, _ = category_mapping(detector.names, coco.dataset.get("categories", []))
     prepared = list(prefetch_images(items, detector.info.imgsz))
     module = detector.module
-    float_map = _model_map(module, prepared, coco, ids, categories)
+    float_map = _model_map(detector, prepared, coco, ids, categories)
     chosen = result.ranked()[:top]
     maps = []
     for i, row in enumerate(chosen, 1):
         low_bit = probe.quantized_weight(module.get_submodule(row.name), result.bits)
         with probe.swapped_weight(module, row.name, low_bit):
-            maps.append(_model_map(module, prepared, coco, ids, categories))
+            maps.append(_model_map(detector, prepared, coco, ids, categories))
         if progress is not None:
             progress(i, len(chosen))
     drops = [100.0 * (float_map - m) for m in maps]

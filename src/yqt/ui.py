@@ -35,6 +35,7 @@ from yqt.records import (
     DeviceChoice,
     EvalResult,
     ExportResult,
+    ExportVerification,
     GateReport,
     ProviderReport,
     QuantizeResult,
@@ -328,14 +329,22 @@ def _model_cell(model: Any) -> str:
     return f"{model.arch} ({model.family or 'YOLO'}{head}; {model.source})"
 
 
+def _verification_line(v: ExportVerification) -> str:
+    c = v.columns
+    return (
+        f"on {c.compared_rows} {c.rows} rows: boxes {c.box_diff_px:.3g} px (≤ {c.box_tolerance_px:g}), scores "
+        f"{c.score_diff:.3g} (≤ {c.score_tolerance:g}), {c.class_mismatches} classes differ (0 allowed); "
+        f"whole output max |diff| {v.max_abs_diff:.3g}; {v.image.name} with {v.provider}"
+    )
+
+
 def render_export(result: ExportResult, view: View) -> list[Any]:
     v = result.verification
     details = Block(view).pairs([
         ("model", _model_cell(result.model)),
         ("weights sha256", _short(result.model.sha256) if result.model.sha256 else "- (random init from config)"),
         *((("BatchNorm", result.model.batchnorm),) if result.model.batchnorm else ()),
-        ("PyTorch vs ORT", f"max |diff| {v.max_abs_diff:.3g} (confident rows {v.max_abs_diff_confident:.3g}, "
-                           f"tolerance {v.tolerance:g}) on {v.image.name} with {v.provider}"),
+        ("PyTorch vs ORT", _verification_line(v)),
         ("output contract", result.contract.detail),
     ], indent="")  # fmt: skip
     headline = f"float baseline exported on {result.device_choice.device} {result.device_choice.precision}"
@@ -356,6 +365,8 @@ def render_smoke(result: SmokeResult, view: View) -> list[Any]:
     details = Block(view).pairs([
         ("image", shown(result.image)),
         ("output contract", result.contract.detail),
+        ("expected", f"at least {result.min_detections} detections at score >= {result.conf:g}: {result.expectation}"
+                     if result.min_detections else f"no number of detections: {result.expectation}"),
         *(("session option", o) for o in result.providers.session_options),
     ], indent="")  # fmt: skip
     ran_on = ", ".join(p.removesuffix("ExecutionProvider") for p in result.providers.used)
@@ -557,8 +568,7 @@ def _check_rows(result: QuantizeResult) -> list[tuple[str, str]]:
         p = result.parity
         rows.append((
             "parity",
-            f"{p.matched}/{p.reference_detections} PyTorch detections matched by ORT ({p.matched_fraction:.1%}, "
-            f"{p.required_fraction:.0%} required) at score ≥ {p.score_threshold}, IoU ≥ {p.iou_threshold} "
+            f"{p.counts()}, at score ≥ {p.score_threshold}, IoU ≥ {p.iou_threshold} "
             f"on {p.images} images ({p.provider.removesuffix('ExecutionProvider')})"
             + (f"; {p.note}" if p.note else ""),
         ))  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from yqt.errors import YqtError
@@ -49,8 +51,25 @@ def test_float_layers_count_32_bits_and_set_the_floor():
     plan = choose_high_precision([Candidate("x", 1.0, 1000)], bits, params, 4.5)
     assert plan.floor_bits == pytest.approx((16 * 32 + 4000) / 1016)
     assert plan.high == ()  # +4 bits on x would be 8.4 mean bits
-    with pytest.raises(YqtError, match=r"below the 4\.441 mean bits"):
+    with pytest.raises(YqtError, match=r"below 4\.4410, the mean bits"):
         choose_high_precision([Candidate("x", 1.0, 1000)], bits, params, 4.2)
+
+
+def test_the_floor_in_the_refusal_is_a_target_that_is_accepted():
+    """yolov10n's float DFL conv (16 of its 2,290,288 conv weights, at 32 bits) puts the floor just above
+    4: the error states it rounded up, 4.0002 (the README's figure), and the target it names is accepted
+    (the old hint, "4.00", was refused again)."""
+    rest = 2_290_288 - 16
+    bits, params = _model({"dfl": 16, "x": rest}, float_layers=("dfl",))
+    floor = (16 * 32 + 4 * rest) / 2_290_288
+    with pytest.raises(YqtError) as refused:
+        choose_high_precision([Candidate("x", 1.0, rest)], bits, params, 4.0)
+    stated = re.search(r"use --target-bits (\S+) or more", refused.value.hint or "")
+    assert stated, refused.value.hint
+    assert stated.group(1) == "4.0002" and floor <= 4.0002 < floor + 1e-4
+    assert "below 4.0002, the mean bits" in refused.value.message
+    plan = choose_high_precision([Candidate("x", 1.0, rest)], bits, params, float(stated.group(1)))
+    assert plan.high == () and plan.floor_bits == pytest.approx(floor)
 
 
 def test_reruns_agree_on_ties():

@@ -33,6 +33,33 @@ def test_a_fingerprint_follows_config_and_inputs_and_nothing_else():
     assert base != fingerprint("eval-n", cfg, {"onnx": "a" * 64})
 
 
+def test_a_quantize_fingerprint_follows_the_package_versions_and_torch_threads(monkeypatch: pytest.MonkeyPatch):
+    """GPTQ's integers depend on the packages and torch's thread count (README), so a quantize step made
+    by other software, or on another number of threads, is not reused."""
+    import yqt.pipeline as pipeline
+
+    software = {"versions": {"torch": "2.5.1", "yqt": "0.1.0"}, "threads": 4}
+    monkeypatch.setattr(pipeline, "package_versions", lambda: dict(software["versions"]), raising=False)
+    monkeypatch.setattr(pipeline, "torch_threads", lambda: software["threads"], raising=False)
+    cfg = PipelineConfig(modes=("w8a16",))
+    plan = pipeline._Plan(cfg=cfg, data=data_availability(cfg), weights_sha="a" * 64)
+
+    class Recorder:
+        def execute(self, name, config, inputs, action):  # stands in for _Executor.execute
+            return fingerprint(name, config, inputs)
+
+    def quantize_fingerprint() -> str:
+        return pipeline._quantize(Recorder(), plan, "w8a16")  # type: ignore[arg-type]
+
+    first = quantize_fingerprint()
+    assert quantize_fingerprint() == first
+    software["threads"] = 2
+    assert quantize_fingerprint() != first
+    software["threads"] = 4
+    software["versions"] = {"torch": "2.6.0", "yqt": "0.1.0"}
+    assert quantize_fingerprint() != first
+
+
 def test_the_calibration_digest_reads_the_first_n_images_by_name(tmp_path: Path):
     from yqt.quant.calibrate import folder_images
 

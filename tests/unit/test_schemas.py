@@ -24,6 +24,7 @@ SNAPSHOT = {
     "eval-1.json": "ec1a687bd417dd42815a1b62ce120247388cb86de61215f4d6416e5613118bb5",
     "eval-2.json": "9875dba4f3ca8b0c351a3b78a2e275b9e25a27378bbd4eb1f5b4a2fd0577c463",
     "export-1.json": "d409284d517d3ba4bb539718f3adc3328c811adb931f5b175fa5325a8ae38a1c",
+    "export-2.json": "6393a9ec806214d21f2d9370c27925a17a0c0f293db1bd8cde49f377e1df81df",
     "graph-1.json": "568885415e9ff2075f1c5c1dedb835172292ad959ea19c9c0c169207f79cdddd",
     "image-ids-1.json": "80f2f9d1541c6afb79901344b71aeeecea22c32e6de7ffc989fc21f80de4e7b8",
     "pipeline-1.json": "334d2a15b19b6f12281b32a9c70e2a0cec9864ab1ea4f0ee52da98a017835f42",
@@ -31,13 +32,14 @@ SNAPSHOT = {
     "pipeline-3.json": "71c98d481ba2917aacfb4e90c62085ae186881a9669da0fc2f5a0120e56adbbd",
     "quantize-1.json": "7eed56f343e1c251a00bd9c77fc5378c88d86912df6c52c5526284fa7ecdddc4",
     "quantize-2.json": "c884208433d1d6f6a3e32d64405f49983a0195ef7f852c47575f0f5db7963611",
-    "quantize-3.json": "dff5a8ca02c16446dbc9683bb53cf5311b75ae6a203476b47955bf40c25375a6",
+    "quantize-3.json": "9fa5a0dc097301d985451a1219a72090ce407402612240f53dbe84135f934846",
     "report-1.json": "edc356c6048ab85defe4ab66e7b0bd541ce9a72226820f8a81490e17cf5ccfe9",
     "run-1.json": "87a8d074939bb05868cf7180dd1ab7af6c93a6c650de1adf8c9c4059b78b7e89",
     "run-2.json": "854776d123e34516ee65f63aa127ba97342cb822f04f3cd927aa60c272e3fa0a",
     "sensitivity-1.json": "64713731abf30e7b1e5e813dbbe869570bfd8e62a76e7c4aa41d3bc3b6331c8d",
     "sensitivity-2.json": "cd6f15c6fa8c212127480157e50cefe80be48a76e90ae09b0777943f18124965",
     "smoke-1.json": "db0fedf758e101206cbe06f083930c768e90863c8f1b0694b547bc1009c67935",
+    "smoke-2.json": "177feda2add364f688923b22e62b462be8a605499b71d3e1994565b617ee8b14",
     "step-config-1.json": "a7cb9314db778573fd1211b0ba8014b3203df230a0cd7906754c4ea1ec532811",
 }
 
@@ -99,10 +101,10 @@ def test_units_are_said_in_the_keys_and_once_in_the_schema():
 
 
 def test_every_check_result_has_passed():
-    for name in ("export-1.json", "quantize-2.json", "smoke-1.json", "compare-2.json"):
+    for name in ("export-2.json", "quantize-3.json", "smoke-2.json", "compare-2.json"):
         assert "passed" in json.loads((SCHEMA_DIR / name).read_text())["required"], name
-    defs = json.loads((SCHEMA_DIR / "quantize-2.json").read_text())["$defs"]
-    for record in ("GateCheck", "GateReport", "ContractCheck", "ExportVerification", "ParityReport"):
+    defs = json.loads((SCHEMA_DIR / "quantize-3.json").read_text())["$defs"]
+    for record in ("GateCheck", "GateReport", "ContractCheck", "ExportVerification", "ColumnCheck", "ParityReport"):
         assert "passed" in defs[record]["required"], record
 
 

@@ -12,7 +12,9 @@ TensorRT wants and ORT runs slower than float. yqt drives it:
 - **Ranges** come from yqt's own calibration pass: the 99.999th percentile of |x| over every value
   of every calibration image (a 2048-bin histogram, as ORT's Percentile method), clipped to the
   observed min/max. Measured for 64 images: about 30 s, where ORT's own Percentile calibrator took
-  115 s.
+  115 s. Every float tensor is calibrated, float Constants and graph outputs included, and the
+  written file is read back: every activation scale must be one of these ranges, not ORT's own
+  min/max of the one image its quantizer runs (the gate's ``activation_ranges`` check).
 - **SiLU inputs** are floored at -8: SiLU is flat below it (|SiLU(x)| < 0.003), yet a conv's long
   negative tail (down to -69 in yolov10n's stem) would otherwise double the int8 step of the
   values that matter. Measured on 145 held-out
@@ -42,7 +44,9 @@ log = logging.getLogger(__name__)
 HIST_BINS = 2048
 SILU_FLOOR = -8.0
 ProgressFn = Callable[[int, int], None]
-_NON_ACTIVATION_OPS = {"Constant", "Shape", "Gather", "ConstantOfShape"}
+# Float Constant outputs are calibrated too: ORT quantizes one that feeds a quantized op (yolov10n's
+# attention scale), from its own min/max over one image unless yqt gives the range.
+_NON_ACTIVATION_OPS = {"Shape", "Gather", "ConstantOfShape"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ def _float_tensors(model: Any, skip: set[str]) -> list[str]:
     import onnx
 
     inferred = onnx.shape_inference.infer_shapes(model)
-    floats = {v.name for v in (*inferred.graph.value_info, *inferred.graph.input)
+    floats = {v.name for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
               if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}  # fmt: skip
     names = [i.name for i in model.graph.input if i.name in floats]
     for node in model.graph.node:
@@ -282,6 +286,7 @@ def quantize_activations(
         keep_conv_input_qdq_only(qdq)
     replace_weights(qdq, weights)
     onnx.save(qdq, str(out_path))
+    checked, stray = scales_not_from(onnx.load(str(out_path)), ranges)
     calibration_s = time.perf_counter() - t0
     return ActivationReport(
         layout=layout.value,
@@ -296,7 +301,31 @@ def quantize_activations(
         int8_convs_fused=count_fused_int8_convs(out_path),
         int8_convs_expected=len(weights) if layout is Layout.ORT else None,
         calibration_s=calibration_s,
+        scales_checked=checked,
+        scales_not_from_calibration=stray,
     )
+
+
+def scales_not_from(model: Any, ranges: Mapping[str, tuple[float, float]]) -> tuple[int, tuple[str, ...]]:
+    """(activation QuantizeLinear nodes read, the tensors among them whose scale and zero point are not
+    those of any range in ``ranges``). ORT gives a tensor it ties to another (a Slice output, its input)
+    that tensor's parameters, so each pair is looked up among all of yqt's, computed as ORT computes them."""
+    from onnx import TensorProto, numpy_helper
+    from onnxruntime.quantization.quant_utils import compute_scale_zp, get_qmin_qmax_for_qType
+
+    qmin, qmax = get_qmin_qmax_for_qType(TensorProto.UINT8, symmetric=False)
+    ours = set()
+    for lo, hi in ranges.values():
+        zero, scale = compute_scale_zp(np.float32(lo), np.float32(hi), qmin, qmax)
+        ours.add((float(np.float32(scale)), int(zero)))
+    inits = {t.name: t for t in model.graph.initializer}
+    qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
+    stray = []
+    for q in qs:
+        scale, zero = (numpy_helper.to_array(inits[name]) for name in q.input[1:3])
+        if (float(np.float32(scale)), int(zero)) not in ours:
+            stray.append(q.input[0])
+    return len(qs), tuple(sorted(set(stray)))
 
 
 def keep_conv_input_qdq_only(model: Any) -> int:

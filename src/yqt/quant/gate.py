@@ -72,6 +72,8 @@ def run_gate(
         ]  # fmt: skip
     else:
         checks.append(_activation_check(census.layers, planned_q))
+        if activations is not None:
+            checks.append(activation_ranges_check(activations))
         if activations is not None and activations.int8_convs_expected is not None:
             fused, want = activations.int8_convs_fused, activations.int8_convs_expected
             checks.append(
@@ -94,3 +96,14 @@ def _activation_check(layers: Sequence[LayerCensus], planned: Sequence[LayerDeci
         else f"{len(missing)} quantized layer(s) take float activations, e.g. {missing[0]}"
     )
     return GateCheck("activations_quantized", not missing and bool(convs), detail)
+
+
+def activation_ranges_check(activations: ActivationReport) -> GateCheck:
+    """Every activation scale in the file is one of yqt's calibrated ranges, none ORT's own."""
+    stray = activations.scales_not_from_calibration
+    detail = (
+        f"all {activations.scales_checked} activation QuantizeLinear scales come from yqt's calibration"
+        if not stray
+        else f"{len(stray)} activation scale(s) are not from yqt's calibration, e.g. {stray[0]}"
+    )
+    return GateCheck("activation_ranges", not stray and activations.scales_checked > 0, detail)

@@ -7,6 +7,7 @@ number ``yqt quantize`` reports, so "≤ 4.5 bits" is checked with the arithmeti
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -39,6 +40,12 @@ def check_target(target_bits: float) -> None:
         )
 
 
+def lowest_target(floor: float) -> str:
+    """``floor`` rounded *up* to 4 decimals, as text: a target that the floor check accepts (a float DFL
+    puts yolov10n's floor at 4.0002..., which rounded to nearest would be refused again)."""
+    return f"{math.ceil(floor * 1e4) / 1e4:.4f}"
+
+
 def mean_bits(bits_by_layer: Mapping[str, float], params: Mapping[str, int]) -> float:
     total = sum(params[n] for n in bits_by_layer)
     return sum(bits_by_layer[n] * params[n] for n in bits_by_layer) / total if total else 0.0
@@ -66,9 +73,13 @@ def choose_high_precision(
     spent = sum(bits_by_layer[n] * params[n] for n in bits_by_layer)
     floor = spent / total_params
     if floor > target_bits + 1e-12:
+        lowest = lowest_target(floor)
         raise YqtError(
-            f"--target-bits {target_bits:g} is below the {floor:.3f} mean bits of the model with no layer promoted",
-            f"use --target-bits {floor:.2f} or more (layers kept float count as 32 bits)",
+            f"--target-bits {target_bits:g} is below {lowest}, the mean bits of the model with no layer promoted "
+            "(layers kept float count as 32 bits)",
+            f"use --target-bits {lowest} or more"
+            if float(lowest) <= MAX_TARGET_BITS
+            else "keep fewer layers float (--exclude), or use a mode without --target-bits",
         )
     allowance = target_bits * total_params
     extra = {c.name: (high_bits - bits_by_layer[c.name]) * c.params for c in candidates}

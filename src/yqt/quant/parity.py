@@ -1,7 +1,9 @@
 """Detection parity between the PyTorch model and the exported file under ORT, per mode.
 
 Parity compares *detections*, not raw tensors: the confident rows of the PyTorch model against
-ORT's, matched one to one by class and IoU. The tolerance depends on what differs between the two:
+ORT's, matched one to one by class and IoU, both ways: PyTorch's confident detections must be found
+among ORT's, and ORT's among PyTorch's, so a box ORT adds fails as a box it misses does. The
+tolerance depends on what differs between the two:
 
 - weight-only modes (w8a16, w4a16): the PyTorch fake-quant model and the file hold the same integer
   weights and scales, and both compute in float; only summation order differs. 99% of confident
@@ -26,6 +28,7 @@ plain bar on every image.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,13 +37,13 @@ import numpy as np
 
 from yqt.data import default_smoke_image
 from yqt.errors import YqtError
-from yqt.export import Candidate, torch_and_ort_outputs
+from yqt.export import TOP_ROWS, Candidate, torch_and_ort_outputs
 from yqt.filetypes import IMAGE_SUFFIXES
 from yqt.quant.modes import QuantMode
 from yqt.records import ParityReport
 
 PARITY_SCORE = 0.25
-RANDOM_INIT_TOP = 10  # detections per image compared when none reaches PARITY_SCORE
+RANDOM_INIT_TOP = TOP_ROWS  # detections per image compared when none reaches PARITY_SCORE, as export does
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def match_detections(ref: np.ndarray, got: np.ndarray, score: float, iou: float) -> tuple[int, int]:
-    """Greedy one-to-one matching of confident rows, same class and IoU ≥ ``iou``. Returns (matched, total)."""
+    """Greedy one-to-one matching of ``ref``'s confident rows, same class and IoU ≥ ``iou``, among ``got``'s.
+    Returns (matched, total). Called both ways round, with either backend as ``ref``."""
     ref = ref[ref[:, 4] >= score]
     got = got[got[:, 4] >= score * 0.9]  # a reference box just above the bar may sit just below it here
     if not len(ref) or not len(got):
@@ -125,33 +129,41 @@ def detection_parity(
     for image in images:
         ref_out, got_out = torch_and_ort_outputs(module, session, image, imgsz, cand)
         pairs.append((image_detections(ref_out[0]), image_detections(got_out[0])))
+    return judge_parity(pairs, tol, report.used[0])
+
+
+def judge_parity(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tol: ParityTolerance, provider: str) -> ParityReport:
+    """Each image's ``(PyTorch, ORT)`` detections matched both ways: PyTorch's confident detections
+    must be found in ORT's, and ORT's confident detections in PyTorch's, each at ``tol``."""
     confident = any((ref[:, 4] >= PARITY_SCORE).any() for ref, _ in pairs)
     bars = [PARITY_SCORE if confident else random_init_bar(ref) for ref, _ in pairs]
-    matched = total = ort_total = 0
+    matched = total = ort_matched = ort_total = 0
     for (ref, got), bar in zip(pairs, bars, strict=True):
         m, n = match_detections(ref, got, bar, tol.iou)
         matched, total = matched + m, total + n
-        ort_total += int((got[:, 4] >= bar).sum())
+        m, n = match_detections(got, ref, bar, tol.iou)  # what ORT adds must fail too
+        ort_matched, ort_total = ort_matched + m, ort_total + n
     note = (
         ""
         if confident
         else f"no detection at score >= {PARITY_SCORE} on any image (random-init weights?): each image's "
         f"{RANDOM_INIT_TOP} best were compared instead (bar down to {min(bars):.2g})"
     )
-    if total:
-        fraction, passed = matched / total, matched / total >= tol.required_fraction
-    else:
-        fraction, passed = 0.0, ort_total == 0  # no detections at all: the backends must agree on that too
+    # No detections on a side: nothing of it to miss. Both sides empty passes; so both must agree on it.
+    fraction = matched / total if total else 1.0
+    ort_fraction = ort_matched / ort_total if ort_total else 1.0
     return ParityReport(
-        images=len(images),
-        provider=report.used[0],
+        images=len(pairs),
+        provider=provider,
         score_threshold=PARITY_SCORE,
         iou_threshold=tol.iou,
         reference_detections=total,
         ort_detections=ort_total,
         matched=matched,
         matched_fraction=fraction,
+        ort_matched=ort_matched,
+        ort_matched_fraction=ort_fraction,
         required_fraction=tol.required_fraction,
-        passed=passed,
+        passed=min(fraction, ort_fraction) >= tol.required_fraction,
         note=note,
     )

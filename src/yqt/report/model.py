@@ -125,7 +125,9 @@ def provenance(
                 parts.append(f"target {cfg['target_bits']} bits")
         parity = quantize.get("parity") or {}
         if parity:
-            parts.append(f"parity {parity.get('matched')}/{parity.get('reference_detections')} detections matched")
+            parts.append(f"parity {parity.get('matched')}/{parity.get('reference_detections')} detections matched"
+                         + (f", {parity['ort_matched']}/{parity.get('ort_detections')} of ORT's"
+                            if "ort_matched" in parity else ""))  # fmt: skip
         gate = quantize.get("gate") or {}
         if gate:
             parts.append("gate " + ("passed" if gate.get("passed") else "FAILED"))
