@@ -452,4 +452,10 @@ def quantize(
         smoke_result = smoke(SmokeConfig(onnx=onnx_art.path, providers=cfg.providers, runs=5), run)
         timings["smoke_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0 + sum(prepared.timings.values())
-    return replace(result, smoke=smoke_result, timings=timings)
+    result = replace(result, smoke=smoke_result, timings=timings)
+    if smoke_result is not None and not smoke_result.passed:  # e.g. no detections where a trained model finds some
+        failure = f"smoke: {smoke_result.failure or 'failed'}"
+        result = replace(result, passed=False, failures=(*result.failures, failure))
+        if run is not None:  # the result file, written before smoke ran, must not say passed
+            atomic_write_json(run.root / "quantize" / f"{name}.json", result)
+    return result

@@ -636,7 +636,10 @@ def _quantize_result(result: QuantizeResult, view: View) -> Block:
     """Which file to ship and why the other exists; or why nothing was published."""
     if not result.passed or result.onnx is None:
         rows = [("failure", f) for f in result.failures]
-        rows.append(("published", "nothing: a file that failed a check is never published"))
+        if result.onnx is not None:  # smoke runs on the published file, so only it can fail after publishing
+            rows.append(("published", f"{shown(result.onnx.path)}, but its smoke check failed: do not ship it"))
+        else:
+            rows.append(("published", "nothing: a file that failed a check is never published"))
         return result_block(view, False, f"quantize {result.mode}", rows)
     rows = [("ship", f"{shown(result.onnx.path)} ({_mb(result.onnx.size_bytes)}, sha256 {_short(result.onnx.sha256)})")]
     if result.onnx_opt is not None:
