@@ -213,3 +213,20 @@ def test_a_three_class_model_goes_from_checkpoint_to_report_on_its_own_data(
     assert eighty.dropped_detections > 0 and any("not scored" in w for w in eighty.warnings)
     assert abs(base["metrics"]["mAP_50_95"] - eighty.metrics.mAP_50_95) <= 0.01
     assert "yolov10n-pcd" in (run / "report" / "index.html").read_text()
+
+
+@pytest.mark.slow
+def test_sensitivity_sweeps_and_verifies_on_the_yaml_train_split(yolo_yaml: Path, tmp_path: Path):
+    """The sweep reads the first images of the train split by name, and --verify-top scores them
+    against the ground truth built from their YOLO labels."""
+    result = run_yqt(
+        "sensitivity", "--data", str(yolo_yaml), "--calib-images", "4", "--verify-top", "2", "--json",
+        runs_dir=tmp_path / "runs",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    first = sorted(p.name for p in (yolo_yaml.parent / "images" / "train2017").iterdir())[:4]
+    assert [i["name"] for i in doc["images"]["images"]] == [f"images/train2017/{n}" for n in first]
+    check = doc["verification"]
+    assert Path(check["annotations"]) == yolo_yaml.absolute() and check["images"] == 4
+    assert 0.2 < check["float_mAP_50_95"] < 0.9 and len(check["layers"]) == 2
