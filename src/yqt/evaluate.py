@@ -35,6 +35,7 @@ from yqt.data import (
 )
 from yqt.errors import YqtError
 from yqt.filetypes import require_onnx_file
+from yqt.provenance import calibration_overlap
 from yqt.records import (
     ClassAP,
     CocoMetrics,
@@ -438,8 +439,6 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
 
 def _calibration_check(session: Any, items: Sequence[tuple[int, Path]], force: bool) -> list[str]:
     """Refuse to score a model on images it was calibrated on: its mAP would be inflated."""
-    from yqt.quant.calibrate import calibration_overlap
-
     overlap = calibration_overlap(session.get_modelmeta().custom_metadata_map, [p for _, p in items])
     if not overlap:
         return []

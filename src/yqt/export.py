@@ -8,16 +8,12 @@ A file is published under ``onnx/`` only after it has been verified.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 import logging
-import os
 import shutil
-import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +33,15 @@ from yqt.records import (
     ExportResult,
     ExportVerification,
 )
-from yqt.runs import Run, atomic_path, atomic_write_json, file_artifact, maybe_step, record_artifact
+from yqt.runs import (
+    Run,
+    atomic_path,
+    atomic_write_json,
+    captured_output,
+    file_artifact,
+    maybe_step,
+    record_artifact,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,36 +116,6 @@ def plan_devices(device: ExportDevice, half: bool | None) -> list[Candidate]:
 def short_reason(exc: BaseException) -> str:
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return f"{type(exc).__name__}: {text[:200]}"
-
-
-@contextlib.contextmanager
-def captured_output(label: str) -> Iterator[None]:
-    """Capture stdout/stderr, native writes included, into the step log instead of the terminal.
-
-    The TorchScript exporter dumps its whole IR graph to fd 2 when it fails, and Brevitas and torch
-    print warnings on import; the user gets our one-line error, the log keeps the rest.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        try:
-            for fd in saved:
-                os.dup2(sink.fileno(), fd)
-            with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
-                try:
-                    yield
-                finally:
-                    py_text = out.getvalue() + err.getvalue()
-        finally:
-            for fd, copy_fd in saved.items():
-                os.dup2(copy_fd, fd)
-                os.close(copy_fd)
-            sink.seek(0)
-            native = sink.read().decode("utf-8", "replace")
-            text = (py_text + native).strip()
-            if text:
-                log.info("%s output:\n%s", label, text[-20000:])
 
 
 def torch_onnx_export(module: Any, example: Any, path: Path, opset: int = 17) -> None:

@@ -31,7 +31,6 @@ from yqt.export import (
     OUTPUT_NAME,
     Candidate,
     ExportOutcome,
-    captured_output,
     embed_metadata,
     export_with_fallback,
     model_metadata,
@@ -40,6 +39,7 @@ from yqt.export import (
     torch_onnx_export,
 )
 from yqt.models import LoadedDetector, load_detector
+from yqt.provenance import calibration_metadata
 from yqt.quant import activations, calibrate, gptq, layers, mixed, parity, storage
 from yqt.quant.gate import run_gate
 from yqt.quant.modes import QuantMode, get_mode
@@ -62,6 +62,7 @@ from yqt.records import (
 from yqt.runs import (
     Run,
     atomic_write_json,
+    captured_output,
     file_artifact,
     json_bytes,
     maybe_step,
@@ -382,7 +383,7 @@ def quantize(
         if act_report is not None:
             extra["yqt.layout"] = act_report.layout
         if calib is not None:
-            extra.update(calibrate.calibration_metadata(calib))
+            extra.update(calibration_metadata(calib))
         embed_metadata(outcome.tmp_path, _metadata(detector, mode, outcome.choice.precision, mean_bits, extra))
         timings["export_s"] = time.perf_counter() - t - timings.get("calibration_s", 0.0)
         t = time.perf_counter()

@@ -20,12 +20,14 @@ import contextlib
 import contextvars
 import datetime as _dt
 import hashlib
+import io
 import json
 import logging
 import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 import types
 import uuid
@@ -91,6 +93,37 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 def file_artifact(path: Path) -> FileArtifact:
     path = Path(path)
     return FileArtifact(path=path, sha256=sha256_file(path), size_bytes=path.stat().st_size)
+
+
+@contextlib.contextmanager
+def captured_output(label: str) -> Iterator[None]:
+    """Capture stdout/stderr, native writes included, into the step log instead of the terminal.
+
+    The TorchScript exporter dumps its whole IR graph to fd 2 when it fails, and Brevitas and torch
+    print warnings on import; the user gets our one-line error, the log keeps the rest.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        try:
+            for fd in saved:
+                os.dup2(sink.fileno(), fd)
+            with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
+                try:
+                    yield
+                finally:
+                    py_text = out.getvalue() + err.getvalue()
+        finally:
+            for fd, copy_fd in saved.items():
+                os.dup2(copy_fd, fd)
+                os.close(copy_fd)
+            sink.seek(0)
+            native = sink.read().decode("utf-8", "replace")
+            text = (py_text + native).strip()
+            if text:
+                log.info("%s output:\n%s", label, text[-20000:])
+
 
 
 def _umask() -> int:

@@ -130,7 +130,8 @@ def _write_images(folder: Path, names: list[str]) -> None:
 
 def test_calibration_set_is_the_first_n_images_by_name_traced_by_content(tmp_path: Path):
     from yqt.errors import YqtError
-    from yqt.quant.calibrate import calibration_metadata, calibration_overlap, select_calibration
+    from yqt.provenance import calibration_metadata, calibration_overlap
+    from yqt.quant.calibrate import select_calibration
 
     _write_images(tmp_path / "c", ["b.jpg", "a.png", "c.jpg"])
     (tmp_path / "c" / "notes.txt").write_text("not an image")

@@ -8,9 +8,8 @@ a model on images it was calibrated on.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from yqt.records import CalibrationImage, CalibrationSet
 from yqt.runs import sha256_file
 
 CALIB_SUBDIR = "train2017"
-METADATA_KEY = "yqt.calibration"
 ACTIVATION_IMAGES = 64  # percentile ranges of uint8 activations settle well before this
 # GPTQ's Hessians gain from more images: on train2017 images calibration never saw, 4.5-bit
 # w4a16 scored 0.3881 mAP with 128 against 0.3781 with 64, for twice the GPTQ time. 160 did not
@@ -142,38 +140,6 @@ def calibration_arrays(calib: CalibrationSet, imgsz: int) -> Iterator[np.ndarray
     """Each calibration image letterboxed as eval does it: 1x3xSxS float32 RGB in [0, 1]."""
     for image in calib.images:
         yield letterbox(read_image(calib.folder / image.name), imgsz)[0]
-
-
-def calibration_metadata(calib: CalibrationSet) -> dict[str, str]:
-    """The ONNX metadata entry that lets eval recognise calibration images by content."""
-    payload = {
-        "folder": str(calib.folder),
-        "count": len(calib.images),
-        "sha256": calib.sha256,
-        "images": [[i.name, i.sha256] for i in calib.images],
-    }
-    return {METADATA_KEY: json.dumps(payload, separators=(",", ":"))}
-
-
-def calibration_hashes(metadata: Mapping[str, str]) -> dict[str, str]:
-    """sha256 → file name of the images a model was calibrated on, from its ONNX metadata."""
-    raw = metadata.get(METADATA_KEY)
-    if not raw:
-        return {}
-    try:
-        return {sha: name for name, sha in json.loads(raw)["images"]}
-    except (ValueError, KeyError, TypeError):
-        raise YqtError(
-            f"the model's {METADATA_KEY} metadata is unreadable", "re-quantize the model with yqt quantize"
-        ) from None
-
-
-def calibration_overlap(metadata: Mapping[str, str], images: list[Path]) -> list[str]:
-    """Names of ``images`` whose content is one of the model's calibration images."""
-    known = calibration_hashes(metadata)
-    if not known:
-        return []
-    return [p.name for p in images if sha256_file(p) in known]
 
 
 def torch_batches(calib: CalibrationSet, imgsz: int, device: str = "cpu") -> list[Any]:

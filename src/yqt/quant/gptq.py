@@ -16,8 +16,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from yqt.export import captured_output
 from yqt.quant.layers import quantized_layers
+from yqt.runs import captured_output
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from yqt.errors import YqtError
-from yqt.export import captured_output
 from yqt.quant.modes import QuantMode, weight_quantizer
 from yqt.records import LayerDecision
+from yqt.runs import captured_output
 
 DFL_SUFFIX = "dfl.conv"
 FLOAT_BITS = 32  # a layer kept float counts at fp32 in the mean weight bits

@@ -57,7 +57,7 @@ def weight_quantizer(bits: int) -> Any:
     frozen (``parameter_from_stats``): GPTQ's weight updates would otherwise move a stats-based
     scale with them and undo their own error compensation (measured: 0.058 mAP vs 0.35).
     """
-    from yqt.export import captured_output
+    from yqt.runs import captured_output
 
     with captured_output("import brevitas"):
         from brevitas.inject.enum import ScalingImplType

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from yqt.export import captured_output
 from yqt.quant.layers import DFL_SUFFIX, _quant_layer
+from yqt.runs import captured_output
 
 ProgressFn = Callable[[int, int], None]
 
