@@ -44,7 +44,7 @@ from yqt.records import (
 from yqt.runs import (
     MANIFEST_NAME,
     Run,
-    atomic_path,
+    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     default_runs_dir,
@@ -429,8 +429,9 @@ def compare(cfg: CompareConfig) -> CompareResult:
     )  # fmt: skip
     if cfg.markdown is not None:
         atomic_write_text(cfg.markdown, to_markdown(result))
-    if cfg.plot is not None:
-        write_plot(result, cfg.plot)
+    if cfg.plot is not None and not write_plot(result, cfg.plot):
+        nothing = "--plot: no model besides the baseline, so no chart was written"
+        result = replace(result, plot=None, warnings=(*result.warnings, nothing))
     return _save_in_baseline_run(result, baseline, cfg)
 
 
@@ -482,8 +483,7 @@ def _row(
         metrics[m] = MetricDelta(
             value=value, baseline=base, delta_pt=points(value - base), ci95_pt=ci_pt, ci_excludes_zero=excludes
         )
-    # The CI check a script writes from the schema: fail when delta_pt < -max_drop_pt.
-    within = None if max_drop_pt is None else not metrics[MAX_DROP_METRIC].delta_pt < -max_drop_pt
+    within = within_max_drop(metrics[MAX_DROP_METRIC].delta_pt, max_drop_pt)
     stale_reason = later_failed_eval(ev)
     latency = (ev.doc.get("latency") or {}).get("median_ms", float("nan"))
     row = CompareRow(
@@ -498,18 +498,29 @@ def _row(
     return replace(row, verdict=verdict(row, max_drop_pt))
 
 
+def within_max_drop(delta_pt: float, max_drop_pt: float | None) -> bool | None:
+    """The one PASS/FAIL rule, for compare, the pipeline and the report: a model fails when its Δ is
+    below −max_drop_pt mAP points (the check a script writes from the schema). None: not judged."""
+    return None if max_drop_pt is None else not delta_pt < -max_drop_pt
+
+
+def drop_sentence(delta_pt: float, max_drop_pt: float) -> str:
+    """``ΔmAP50-95 −0.67 pt is below the −0.50 pt allowed``: the rule's outcome in words."""
+    outcome = "within" if within_max_drop(delta_pt, max_drop_pt) else "below"
+    return f"ΔmAP50-95 {signed(delta_pt)} pt is {outcome} the {signed(-max_drop_pt)} pt allowed"
+
+
 def verdict(row: CompareRow, max_drop_pt: float | None) -> str:
     """One sentence with the rule and the outcome, e.g. ``FAIL: ΔmAP50-95 −0.67 pt is below the −0.50 pt
     allowed (--max-drop 0.5). The 95% CI [−2.4, +0.2] includes 0, so the drop may be noise; ...``."""
     if row.is_baseline:
         return "baseline"
     d = row.metrics[MAX_DROP_METRIC]
-    head = f"ΔmAP50-95 {signed(d.delta_pt)} pt"
     if max_drop_pt is None:
-        head += " (not judged: no --max-drop)."
+        head = f"ΔmAP50-95 {signed(d.delta_pt)} pt (not judged: no --max-drop)."
     else:
-        allowed = f"the {signed(-max_drop_pt)} pt allowed (--max-drop {max_drop_pt:g})"
-        head = f"PASS: {head} is within {allowed}." if row.within_max_drop else f"FAIL: {head} is below {allowed}."
+        outcome = "PASS" if row.within_max_drop else "FAIL"
+        head = f"{outcome}: {drop_sentence(d.delta_pt, max_drop_pt)} (--max-drop {max_drop_pt:g})."
     if d.ci95_pt is None:
         tail = " No CI (bootstrap off, or another image set), so noise cannot be ruled out."
     else:
@@ -571,10 +582,12 @@ def ci_text(ci: tuple[float, float] | None, digits: int = 1, sep: str = ",") -> 
 
 def to_markdown(result: CompareResult) -> str:
     """The terminal table's columns as Markdown, for a PR: value, Δ in points and (first column) its CI."""
+    from yqt.report.markdown import table
+
     networks = {r.model for r in result.rows}
     head = ["model", *(["network"] if len(networks) > 1 else []), "mode",
             *(METRIC_LABELS[m] for m in result.columns), "latency ms", "size MB"]  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 2 else "--:" for i in range(len(head))) + "|"]
+    rows = []
     for r in result.rows:
         cells = [r.short_label or r.label, *([r.model or "-"] if len(networks) > 1 else [])]
         cells.append(mode_with_bits(r.mode, r.mean_weight_bits))
@@ -586,7 +599,8 @@ def to_markdown(result: CompareResult) -> str:
                 cell += f" {ci_text(md.ci95_pt, 2, ', ')}" if i == 0 and md.ci95_pt else ""
             cells.append(cell)
         cells += [f"{r.latency_median_ms:.1f}", f"{r.onnx_size_bytes / 1e6:.2f}"]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        rows.append(cells)
+    lines = table(head, rows, numeric=[i >= 2 for i in range(len(head))])
     network = f"Network: {next(iter(networks))}. " if len(networks) == 1 and next(iter(networks)) else ""
     note = (
         f"{network}Baseline: {result.baseline} (first row). mAP values are fractions; Δ in mAP points vs the "
@@ -653,65 +667,24 @@ def compare_labels(rows: Sequence[Any], width: int | None) -> list[str] | None:
     return labels if len(set(labels)) == len(labels) else None
 
 
-def wrap_label(text: str, width: int = 16) -> str:
-    """A long label on lines of at most ~``width`` characters, broken after ``/ - _`` (never inside a part)."""
-    import re
+def write_plot(result: CompareResult, path: Path) -> bool:
+    """Δ vs the baseline with 95% CIs, each bootstrapped metric of the table per model: the report's chart."""
+    from yqt.report.plots import DeltaPoint, delta_chart
 
-    parts = [p for p in re.split(r"(?<=[/_-])", text) if p]
-    lines: list[str] = [""]
-    for part in parts:
-        if lines[-1] and len(lines[-1]) + len(part) > width:
-            lines.append("")
-        lines[-1] += part
-    return "\n".join(lines)
-
-
-def write_plot(result: CompareResult, path: Path) -> None:
-    """Δ vs the baseline with 95% CIs, one group of bars per model: 8 x 4.5 in at 120 dpi (960 x 540),
-    legend and title above the axes, labels wrapped on their separators."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in result.rows if not r.is_baseline]
     metrics = [m for m in result.columns if m in CI_METRICS] or list(DEFAULT_COLUMNS)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120, layout="constrained")
-    x = np.arange(len(rows))
-    width = 0.8 / len(metrics)
-    colours = ("#4C72B0", "#DD8452", "#55A868")
-    for i, metric in enumerate(metrics):
-        deltas = np.array([r.metrics[metric].delta_pt for r in rows])
-        cis = [r.metrics[metric].ci95_pt or (r.metrics[metric].delta_pt,) * 2 for r in rows]
-        err = [deltas - np.array([c[0] for c in cis]), np.array([c[1] for c in cis]) - deltas]
-        ax.bar(x + (i - (len(metrics) - 1) / 2) * width, deltas, width=width * 0.92, color=colours[i % 3],
-               label=f"Δ{METRIC_LABELS[metric]}", yerr=err, capsize=3, error_kw={"linewidth": 1})  # fmt: skip
-    ax.axhline(0, color="black", linewidth=0.8)
-    if result.max_drop_pt is not None:
-        ax.axhline(-result.max_drop_pt, color="red", linestyle="--", linewidth=1,
-                   label=f"--max-drop {result.max_drop_pt:g} pt")  # fmt: skip
     short = compare_labels(result.rows, 28) or [row_label(r) for r in result.rows]
-    by_row = dict(zip((id(r) for r in result.rows), short, strict=True))
-    wrap = max(12, 110 // max(len(rows), 1))  # characters per tick line: 22 for five models
-    ticks = [f"{wrap_label(by_row[id(r)], wrap)}\n({mode_with_bits(r.mode, r.mean_weight_bits)})" for r in rows]
-    ax.set_xticks(x, ticks, fontsize=8)
-    ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.set_ylabel("Δ vs baseline (mAP points)")
-    ax.grid(axis="y", linewidth=0.4, alpha=0.5)
-    ax.set_axisbelow(True)
-    ax.margins(y=0.12)
+    points = [
+        DeltaPoint(
+            f"{label} ({mode_with_bits(r.mode, r.mean_weight_bits)})", METRIC_LABELS[m], r.metrics[m].delta_pt,
+            r.metrics[m].ci95_pt, "PASS" if r.within_max_drop else "FAIL" if r.within_max_drop is False else "",
+        )
+        for r, label in zip(result.rows, short, strict=True)
+        if not r.is_baseline
+        for m in metrics
+    ]  # fmt: skip
     base = next((r for r in result.rows if r.is_baseline), None)
-    name = by_row[id(base)] if base is not None else squeeze(result.baseline, 40)
-    network = f" ({base.model})" if base is not None and base.model and len({r.model for r in result.rows}) == 1 else ""
-    ci = f"95% paired bootstrap CI over {rows[0].num_images if rows else 0} images" if result.bootstrap else "no CI"
-    fig.suptitle(f"mAP change vs {squeeze(name + network, 60)}", x=0.01, ha="left", fontsize=11, fontweight="bold")
-    ax.set_title(f"Bars: Δ in mAP points; whiskers: {ci}", loc="left", fontsize=8.5, color="#444444", pad=22)
-    handles, names = ax.get_legend_handles_labels()
-    order = sorted(range(len(names)), key=lambda i: names[i].startswith("--max-drop"))  # the bars first
-    ax.legend(
-        [handles[i] for i in order], [names[i] for i in order], loc="lower left", bbox_to_anchor=(0.0, 1.0),
-        ncol=len(names), fontsize=8, frameon=False, borderaxespad=0.2,
-    )  # fmt: skip
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    name = short[result.rows.index(base)] if base is not None else squeeze(result.baseline, 40)
+    png = delta_chart(points, result.max_drop_pt, f"Change vs {squeeze(name, 60)}")
+    if png is not None:
+        atomic_write_bytes(Path(path), png)
+    return png is not None

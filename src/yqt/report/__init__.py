@@ -96,7 +96,7 @@ def _model(data: RunData, rows: list[Any], cfg: ReportConfig) -> ReportModel:
     )
     add("delta_map.png", "ΔmAP50-95 per model",
         f"Dots: the change against the baseline; bars: the 95% CI ({ci_note}); dashed: the allowed drop.",
-        plots.delta_chart(rows, cfg.max_drop_pt))  # fmt: skip
+        plots.delta_chart(plots.report_points(rows), cfg.max_drop_pt))  # fmt: skip
     add("map_vs_size.png", "mAP vs file size",
         "Each model's mAP50-95 against its ONNX file size. Circled on the dashed line: the Pareto front, the "
         "models no other model beats on both size and accuracy.",

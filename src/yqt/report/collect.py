@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yqt.compare import MAX_DROP_METRIC, drop_sentence, within_max_drop
 from yqt.errors import YqtError
 from yqt.records import CompareConfig, CompareResult, CompareRow, ReportConfig, ReportRow, signed
 from yqt.runs import MANIFEST_NAME, default_runs_dir, read_json
 
-MAX_DROP_METRIC = "mAP_50_95"
 _FLOAT_BITS = {"fp32": 32.0, "fp16": 16.0}
 
 
@@ -419,9 +419,8 @@ def _eval_row(
     elif max_drop_pt is None:
         verdict, detail = "not judged", f"ΔmAP50-95 {signed(delta)} pt; no --max-drop given"
     else:
-        ok = not delta < -max_drop_pt
-        verdict = "PASS" if ok else "FAIL"
-        detail = f"ΔmAP50-95 {signed(delta)} pt is {'within' if ok else 'below'} the {signed(-max_drop_pt)} pt allowed"
+        verdict = "PASS" if within_max_drop(delta, max_drop_pt) else "FAIL"
+        detail = drop_sentence(delta, max_drop_pt)
         if ci is not None:
             noise = ci[0] <= 0 <= ci[1]
             detail += f"; 95% CI [{signed(ci[0], 1)}, {signed(ci[1], 1)}] " + (

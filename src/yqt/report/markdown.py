@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from yqt.report.model import COLUMNS, ReportModel, cells
 
 
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table(head: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool]) -> list[str]:
+    """A Markdown pipe table: numeric columns right-aligned, pipes and line breaks in cells escaped.
+    The one table writer of ``yqt compare --markdown`` and ``report.md``."""
+    lines = ["| " + " | ".join(_cell(h) for h in head) + " |"]
+    lines.append("|" + "".join("---:|" if n else "---|" for n in numeric))
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
 
 
 def render(model: ReportModel) -> str:
@@ -18,13 +29,12 @@ def render(model: ReportModel) -> str:
     if model.notes or model.warnings:
         lines.append("")
     lines += ["## Summary", ""]
-    lines.append("| " + " | ".join(t for _, t, _ in COLUMNS) + " |")
-    lines.append("|" + "".join("---:|" if n else "---|" for _, _, n in COLUMNS))
+    rows = []
     for r in model.rows:
         text = cells(r)
         verdict = f"**{text['verdict']}**" + (f": {r.error}" if r.error else "")
-        row = [text[k] if k != "verdict" else verdict for k, _, _ in COLUMNS]
-        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+        rows.append([text[k] if k != "verdict" else verdict for k, _, _ in COLUMNS])
+    lines += table([t for _, t, _ in COLUMNS], rows, [n for _, _, n in COLUMNS])
     lines.append("")
     rule = (
         f"Verdict: PASS when ΔmAP50-95 ≥ −{model.max_drop_pt:g} pt (--max-drop {model.max_drop_pt:g})."
@@ -38,7 +48,7 @@ def render(model: ReportModel) -> str:
         lines.append("")
     lines += ["## Provenance", ""]
     for r in model.rows:
-        lines += [f"### {r.name}", "", "| | |", "|---|---|"]
-        lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in model.provenance.get(r.name, [])]
+        lines += [f"### {r.name}", ""]
+        lines += table(["", ""], model.provenance.get(r.name, []), [False, False])
         lines.append("")
     return "\n".join(lines)

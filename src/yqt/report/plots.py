@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from yqt.records import ReportRow
@@ -65,23 +66,49 @@ def colours(rows: Sequence[ReportRow]) -> dict[str, str]:
     return out
 
 
-def delta_chart(rows: Sequence[ReportRow], max_drop_pt: float | None) -> bytes | None:
-    """ΔmAP50-95 per model with its 95% CI, against the allowed drop."""
-    plotted = [r for r in rows if not r.is_baseline and r.delta_pt is not None]
-    if not plotted:
+@dataclass(frozen=True)
+class DeltaPoint:
+    """One metric of one model against the baseline, as the Δ chart draws it."""
+
+    label: str  # the model, as the caller names it on the axis
+    metric: str  # e.g. "mAP50-95"
+    delta_pt: float
+    ci95_pt: tuple[float, float] | None
+    verdict: str = ""  # PASS or FAIL colours the point when the chart has one metric
+
+
+def report_points(rows: Sequence[ReportRow]) -> list[DeltaPoint]:
+    names = labels(rows)
+    return [
+        DeltaPoint(names[r.name], "mAP50-95", r.delta_pt, r.ci95_pt, r.verdict)
+        for r in rows
+        if not r.is_baseline and r.delta_pt is not None
+    ]
+
+
+def delta_chart(points: Sequence[DeltaPoint], max_drop_pt: float | None, title: str = "") -> bytes | None:
+    """Δ per model with its 95% CI, against the allowed drop: the one chart of ``yqt compare --plot``
+    and of the report. With one metric a point is coloured by its verdict; with several, by metric."""
+    if not points:
         return None
     plt = _plt()
-    names = labels(rows)
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(plotted) + 1.6))
-    for y, r in enumerate(reversed(plotted)):
-        colour = {"PASS": PASS_COLOUR, "FAIL": FAIL_COLOUR}.get(r.verdict, NEUTRAL_COLOUR)
-        lo, hi = r.ci95_pt if r.ci95_pt else (r.delta_pt, r.delta_pt)
+    models = list(dict.fromkeys(p.label for p in points))
+    metrics = list(dict.fromkeys(p.metric for p in points))
+    step = 0.7 / len(metrics)
+    fig, ax = plt.subplots(figsize=(7.5, (0.3 + 0.25 * len(metrics)) * len(models) + 1.6))
+    for p in points:
+        y = len(models) - 1 - models.index(p.label) + (len(metrics) - 1) / 2 * step - metrics.index(p.metric) * step
+        if len(metrics) == 1:
+            colour = {"PASS": PASS_COLOUR, "FAIL": FAIL_COLOUR}.get(p.verdict, NEUTRAL_COLOUR)
+        else:
+            colour = PALETTE[metrics.index(p.metric) % len(PALETTE)]
+        lo, hi = p.ci95_pt if p.ci95_pt else (p.delta_pt, p.delta_pt)
         ax.errorbar(
-            r.delta_pt, y, xerr=[[r.delta_pt - lo], [hi - r.delta_pt]], fmt="o", color=colour, ecolor=colour,
-            capsize=5, markersize=7, linewidth=1.6,
+            p.delta_pt, y, xerr=[[p.delta_pt - lo], [hi - p.delta_pt]], fmt="o", color=colour, ecolor=colour,
+            capsize=5, markersize=7, linewidth=1.6, label=p.metric if len(metrics) > 1 else None,
         )  # fmt: skip
         ax.annotate(
-            f"{r.delta_pt:+.2f}", (r.delta_pt, y), textcoords="offset points", xytext=(0, 7), ha="center",
+            f"{p.delta_pt:+.2f}", (p.delta_pt, y), textcoords="offset points", xytext=(0, 7), ha="center",
             fontsize=8, color=colour,
         )  # fmt: skip
     ax.axvline(0, color="black", linewidth=0.8)
@@ -89,17 +116,22 @@ def delta_chart(rows: Sequence[ReportRow], max_drop_pt: float | None) -> bytes |
         ax.axvline(
             -max_drop_pt, color=FAIL_COLOUR, linestyle="--", linewidth=1, label=f"allowed drop −{max_drop_pt:g} pt"
         )
-        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False, borderaxespad=0.2)
-    ax.set_yticks(range(len(plotted)), [names[r.name] for r in reversed(plotted)])
-    ax.set_ylim(-0.6, len(plotted) - 0.4)
-    lows = [min((r.ci95_pt or (r.delta_pt,))[0], r.delta_pt) for r in plotted]
-    highs = [max((r.ci95_pt or (0, r.delta_pt))[1], r.delta_pt) for r in plotted]
+    handles, names = ax.get_legend_handles_labels()
+    if handles:
+        unique = dict(zip(names, handles, strict=True))  # one entry per metric, not one per point
+        ax.legend(unique.values(), unique.keys(), loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False,
+                  borderaxespad=0.2, ncol=len(unique))  # fmt: skip
+    ax.set_yticks(range(len(models)), list(reversed(models)))
+    ax.set_ylim(-0.6, len(models) - 0.4)
+    lows = [min((p.ci95_pt or (p.delta_pt,))[0], p.delta_pt) for p in points]
+    highs = [max((p.ci95_pt or (0, p.delta_pt))[1], p.delta_pt) for p in points]
     left = min([*lows, 0.0] + ([-max_drop_pt] if max_drop_pt is not None else []))
     right = max([*highs, 0.0])
     pad = 0.12 * max(right - left, 0.5)
     ax.set_xlim(left - pad, right + pad)
-    ax.set_xlabel("ΔmAP50-95 vs baseline (mAP points), 95% paired bootstrap CI")
-    ax.set_title("Accuracy change per model", loc="left", pad=18 if max_drop_pt is not None else 6)
+    metric = metrics[0] if len(metrics) == 1 else "mAP"
+    ax.set_xlabel(f"Δ{metric} vs baseline (mAP points), 95% paired bootstrap CI")
+    ax.set_title(title or "Accuracy change per model", loc="left", pad=18 if handles else 6)
     ax.grid(axis="y", visible=False)
     return _png(fig)
 
