@@ -120,7 +120,9 @@ SkipBadLabels = Annotated[
 
 
 def _split_option(default: str, what: str) -> Any:
-    return typer.Option("--split", help=f"The --data split {what} (val, train or test).", show_default=default)
+    return typer.Option(
+        "--split", metavar="SPLIT", help=f"The --data split {what}: val, train or test.", show_default=default
+    )
 
 
 ImageIdsList = Annotated[
@@ -269,6 +271,9 @@ def smoke(
 def eval_(
     onnx: OnnxArg,
     coco_root: CocoRoot = None,
+    data: DataYaml = None,
+    split: Annotated[str, _split_option("val", "to score")] = "val",
+    skip_bad_labels: SkipBadLabels = False,
     images_dir: Annotated[
         Path | None,
         typer.Option("--images-dir", help="Override the images folder.", show_default="<coco-root>/val2017"),
@@ -307,9 +312,6 @@ def eval_(
     force: Annotated[
         bool, typer.Option("--force", help="Score even images the model was calibrated on (inflates mAP).")
     ] = False,
-    data: DataYaml = None,
-    split: Annotated[str, _split_option("val", "to score")] = "val",
-    skip_bad_labels: SkipBadLabels = False,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
@@ -359,10 +361,10 @@ def quantize(
         Path | None,
         typer.Option("--coco-root", help="COCO root; calibration uses its train2017/.", show_default="none"),
     ] = None,
-    calib_dir: CalibDir = None,
-    calib_images: CalibImages = None,
     data: DataYaml = None,
     split: Annotated[str, _split_option("train", "to calibrate on")] = "train",
+    calib_dir: CalibDir = None,
+    calib_images: CalibImages = None,
     calib_percentile: Annotated[
         float,
         typer.Option(
@@ -477,6 +479,8 @@ def sensitivity_(
         Path | None,
         typer.Option("--coco-root", help="COCO root; the images come from its train2017/.", show_default="none"),
     ] = None,
+    data: DataYaml = None,
+    split: Annotated[str, _split_option("train", "the sweep reads (and --verify-top scores)")] = "train",
     calib_dir: Annotated[
         Path | None,
         typer.Option("--calib-dir", help="Unlabelled image folder.", show_default="<coco-root>/train2017"),
@@ -507,8 +511,6 @@ def sensitivity_(
             show_default="<coco-root>/annotations/instances_train2017.json",
         ),
     ] = None,
-    data: DataYaml = None,
-    split: Annotated[str, _split_option("train", "the sweep reads (and --verify-top scores)")] = "train",
     top: Annotated[int, typer.Option("--top", metavar="N", help="Rows in the ranked table (0: all).")] = 20,
     runs_dir: RunsDir = None,
     run: RunId = None,
