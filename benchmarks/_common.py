@@ -15,7 +15,17 @@ sys.path.insert(0, str(REPO))  # the tests' helpers, shared with the benchmarks
 
 from tests.yolo_dataset import yolo_dataset  # noqa: E402  (re-exported for the benchmarks)
 
-__all__ = ["REPO", "coco_root_or_exit", "export_baseline", "timed_process", "yolo_dataset", "yqt"]
+__all__ = [
+    "REPO",
+    "coco_root_or_exit",
+    "cpu_quantize_config",
+    "export_baseline",
+    "ort_eval",
+    "ort_map",
+    "timed_process",
+    "yolo_dataset",
+    "yqt",
+]
 
 
 def coco_root_or_exit() -> Path:
@@ -46,10 +56,25 @@ def export_baseline(runs_dir: Path, run_id: str = "bench") -> Path:
     return Path(json.loads(proc.stdout)["onnx"]["path"]).resolve()
 
 
-def ort_map(path: Path, coco: Path, max_images: int, run) -> float:
-    """ORT CPU mAP50-95 of one ONNX on the first ``max_images`` dev ids, recorded in ``run``."""
+def ort_eval(path: Path, run, **where):
+    """ORT CPU evaluation of one ONNX, recorded in ``run``; ``where`` names the images (EvalConfig's
+    fields: ``coco_root`` and ``max_images``, ``images_dir``/``annotations``/``image_ids_list``, or
+    ``data``)."""
     from yqt.evaluate import evaluate
     from yqt.records import EvalConfig
 
-    cfg = EvalConfig(onnx=path, coco_root=coco, max_images=max_images, providers=("cpu",))
-    return evaluate(cfg, run).metrics.mAP_50_95
+    return evaluate(EvalConfig(onnx=path, providers=("cpu",), **where), run)
+
+
+def ort_map(path: Path, coco: Path, max_images: int, run) -> float:
+    """ORT CPU mAP50-95 of one ONNX on the first ``max_images`` dev ids, recorded in ``run``."""
+    return ort_eval(path, run, coco_root=coco, max_images=max_images).metrics.mAP_50_95
+
+
+def cpu_quantize_config(coco: Path, **fields):
+    """The benchmarks' QuantizeConfig: export and ORT on the CPU, parity on the dev images, calibration
+    on ``coco``'s train2017 unless ``fields`` name a ``data`` YAML; every other field as given."""
+    from yqt.records import QuantizeConfig
+
+    source = {} if fields.get("data") else {"coco_root": coco}
+    return QuantizeConfig(providers=("cpu",), device="cpu", parity_images=coco / "val2017", **source, **fields)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import coco_root_or_exit, ort_map
+from _common import coco_root_or_exit, cpu_quantize_config, ort_map
 
 W4A8_KEEP_8BIT = ("model.[0-7]", "model.9")
 MUST = {
@@ -84,7 +84,7 @@ def main() -> None:
 
     from yqt.export import export_baseline
     from yqt.quantize import prepare, quantize
-    from yqt.records import ExportConfig, QuantizeConfig
+    from yqt.records import ExportConfig
     from yqt.runs import Run
 
     with tempfile.TemporaryDirectory(prefix="yqt-lowbit-") as tmp:
@@ -104,10 +104,7 @@ def main() -> None:
             "w4a8": {"keep_8bit": W4A8_KEEP_8BIT},
         }
         for mode, extra in configs.items():
-            cfg = QuantizeConfig(
-                mode=mode, coco_root=coco, calib_images=args.calib_images, providers=("cpu",),
-                parity_images=coco / "val2017", device="cpu", **extra,
-            )  # fmt: skip
+            cfg = cpu_quantize_config(coco, mode=mode, calib_images=args.calib_images, **extra)
             prepared = prepare(cfg)
             torch_ref = torch_map(prepared.module, coco, args.max_images) if mode in ("w8a16", "w4a16") else None
             result = quantize(cfg, run, prepared=prepared)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import coco_root_or_exit, ort_map
+from _common import coco_root_or_exit, cpu_quantize_config, ort_map
 from lowbit_modes import torch_map
 
 PLOT = Path(__file__).resolve().parent / "mixed_precision.png"
@@ -74,7 +74,7 @@ def main() -> None:
 
     from yqt.export import export_baseline
     from yqt.quantize import prepare, quantize
-    from yqt.records import ExportConfig, QuantizeConfig, SensitivityConfig
+    from yqt.records import ExportConfig, SensitivityConfig
     from yqt.runs import Run
     from yqt.sensitivity import sensitivity
 
@@ -101,9 +101,9 @@ def main() -> None:
         configs += [("w4a16", f"w4a16 --target-bits {t}", t) for t in targets[2:]]
         points, achieved = [], {}
         for mode, label, target in configs:
-            cfg = QuantizeConfig(
-                mode=mode, coco_root=coco, calib_images=args.calib_images, providers=("cpu",), device="cpu",
-                parity_images=coco / "val2017", target_bits=target, sensitivity=sweep.json_path if target else None,
+            cfg = cpu_quantize_config(
+                coco, mode=mode, calib_images=args.calib_images, target_bits=target,
+                sensitivity=sweep.json_path if target else None,
             )  # fmt: skip
             prepared = prepare(cfg)
             torch_ref = torch_map(prepared.module, coco, args.max_images) if (mode, target) == ("w4a16", 4.5) else None
