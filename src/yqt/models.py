@@ -209,9 +209,8 @@ def wake_random_init(model: Any, imgsz: int) -> str:
     """Give a random-init model BatchNorm statistics from real images, so its activations live.
 
     Built from a config, a YOLO's BatchNorms hold mean 0 / variance 1 while the random convs shrink
-    every layer's output, so what reaches the head is ~1e-6 (yolo11n: feature std 4e-6, 6e-8,
-    8e-10 on its three levels) and every output is the head's bias: the same boxes and scores for any
-    image. Nothing about the backbone could then be checked. One pass over two real images in
+    every layer's output, so almost nothing reaches the head and every output is the head's bias:
+    the same boxes and scores for any image. Nothing about the backbone could then be checked. One pass over two real images in
     BatchNorm-training mode (cumulative statistics) makes the outputs depend on the image; the
     weights stay random. Returns what was done, for the record.
     """

@@ -70,7 +70,8 @@ def test_eval_on_a_yolo_dataset_matches_the_reference_and_yolo_val(
 def test_the_same_classes_in_another_order_score_exactly_the_same(
     float_on_yolo: dict, baseline_onnx: Path, yolo_yaml: Path, tmp_path: Path
 ):
-    """Ultralytics maps classes by index (0.0009 on such a copy); yqt maps them by name."""
+    """Ultralytics maps classes by index (0.0130 on such a copy in benchmarks/own_data.py); yqt maps them
+    by name."""
     from yqt.evaluate import evaluate
     from yqt.records import EvalConfig
 
