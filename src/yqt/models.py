@@ -210,9 +210,9 @@ def wake_random_init(model: Any, imgsz: int) -> str:
 
     Built from a config, a YOLO's BatchNorms hold mean 0 / variance 1 while the random convs shrink
     every layer's output, so almost nothing reaches the head and every output is the head's bias:
-    the same boxes and scores for any image. Nothing about the backbone could then be checked. One pass over two real images in
-    BatchNorm-training mode (cumulative statistics) makes the outputs depend on the image; the
-    weights stay random. Returns what was done, for the record.
+    the same boxes and scores for any image. Nothing about the backbone could then be checked. One
+    pass over two real images in BatchNorm-training mode (cumulative statistics) makes the outputs
+    depend on the image; the weights stay random. Returns what was done, for the record.
     """
     import numpy as np
     import torch
