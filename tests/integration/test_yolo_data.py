@@ -213,7 +213,9 @@ def test_a_three_class_model_goes_from_checkpoint_to_report_on_its_own_data(
     eighty = evaluate(EvalConfig(onnx=baseline_onnx, data=data, providers=("cpu",)))
     assert eighty.dropped_detections > 0 and any("not scored" in w for w in eighty.warnings)
     assert abs(base["metrics"]["mAP_50_95"] - eighty.metrics.mAP_50_95) <= 0.01
-    assert "yolov10n-pcd" in (run / "report" / "index.html").read_text()
+    for page in ("index.html", "report.md"):  # the report names the dataset and the split it scored
+        text = (run / "report" / page).read_text()
+        assert "yolov10n-pcd" in text and "data.yaml" in text and "split val" in text, page
 
 
 @pytest.mark.slow
