@@ -142,3 +142,20 @@ def test_a_killed_eval_worker_is_retried_to_the_same_detections(
         killer.join()
     assert killed, "no eval shard worker was seen running"
     _same_eval(serial, sharded)
+
+
+@pytest.mark.slow
+def test_sensitivity_on_ray_ranks_as_serial(cluster, coco_root: Path, tmp_path: Path):
+    """The layers split into shards (layer i → shard i mod 2); the ranking is the serial one."""
+    from yqt.records import SensitivityConfig
+    from yqt.runs import Run
+    from yqt.sensitivity import sensitivity
+
+    cfg = SensitivityConfig(coco_root=coco_root, calib_images=4, batch=4, imgsz=320)
+    serial = sensitivity(cfg, Run.open(tmp_path, "serial"))
+    sharded = sensitivity(cfg, Run.open(tmp_path, "ray"), cluster=cluster)
+    assert [r.name for r in sharded.ranked()] == [r.name for r in serial.ranked()]
+    assert [r.name for r in sharded.layers] == [r.name for r in serial.layers]  # network order kept
+    for a, b in zip(sharded.layers, serial.layers, strict=True):
+        assert a.rank == b.rank and a.score == pytest.approx(b.score, rel=1e-4)
+    assert sharded.timings["ray_shards"] == 2
