@@ -74,9 +74,11 @@ def test_a_node_that_sees_another_model_is_one_line(cluster, baseline_onnx: Path
     from yqt.ray_backend import eval_shard
 
     items = [(1, coco_root / "val2017" / "missing.jpg")]
-    with pytest.raises(YqtError, match="sees other bytes at .*yolov10n-baseline-fp32.onnx"):
-        cluster._get(cluster._task(eval_shard).remote(
-            _cfg(baseline_onnx, coco_root), "0" * 64, items, ["0" * 64], [1], None, 1, _version()), "shard")  # fmt: skip
+    wrong = "0" * 64  # not the model's sha256
+    cfg = _cfg(baseline_onnx, coco_root)
+    ref = cluster._task(eval_shard).remote(cfg, wrong, items, [wrong], [1], None, 1, _version())
+    with pytest.raises(YqtError, match=r"sees other bytes at .*yolov10n-baseline-fp32\.onnx"):
+        cluster._get(ref, "shard")
 
 
 def _cfg(onnx: Path, coco_root: Path):
