@@ -347,6 +347,18 @@ def _shards(n: int, parts: int) -> list[range]:
     return out
 
 
+@contextlib.contextmanager
+def _interrupts() -> Iterator[None]:
+    """Ctrl-C while Ray's Cython waits surfaces as a SystemError caused by it: give back the interrupt."""
+    try:
+        yield
+    except SystemError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, (Interrupted, KeyboardInterrupt)):
+            raise cause from None
+        raise
+
+
 @dataclass
 class Cluster:
     """A joined Ray cluster, and the work yqt hands it."""
@@ -366,7 +378,8 @@ class Cluster:
         from ray.exceptions import RayError, RayTaskError
 
         try:
-            value = self.ray.get(ref)
+            with _interrupts():
+                value = self.ray.get(ref)
         except RayTaskError as exc:  # a bug on the worker: its traceback is the useful part
             raise exc.as_instanceof_cause() from None
         except RayError as exc:
@@ -460,13 +473,14 @@ class Cluster:
 
         cfg = plan.cfg
         run._ensure()  # made once, here: the tasks attach to it
+        before = {s["id"] for s in run.manifest()["steps"]}
         task = self._task(pipeline_step)
         root, run_id = run.root.resolve(), run.run_id
-        submitted: list[tuple[str, Any]] = []
+        refs: list[Any] = []
 
         def submit(kind: str, label: str, *deps: Any) -> Any:
             ref = task.remote(kind, plan, root, run_id, label, *deps)
-            submitted.append((f"{kind}-{label}" if label else kind, ref))
+            refs.append(ref)
             return ref
 
         export = submit("export", "")
@@ -476,20 +490,24 @@ class Cluster:
         compare = submit("compare", "", *evals)
         order = [export, *[m for _, m in makers[1:]], *smokes, *evals, compare]
         submit("report", "", *order, compare)
-        refs = [ref for _, ref in submitted]
         outcomes: dict[Any, Any] = {}
         pending = list(refs)
         try:
             with self._cancelled_on_exit(refs):
                 while pending:
-                    ready, pending = self.ray.wait(pending, num_returns=1)
+                    with _interrupts():
+                        ready, pending = self.ray.wait(pending, num_returns=1)
                     outcome = self._get(ready[0], "a pipeline step")
                     outcomes[ready[0]] = outcome
                     events.started(outcome.step.name, len(outcomes), len(refs))
                     events.finished(outcome.step)
         except (Interrupted, KeyboardInterrupt) as exc:
-            if isinstance(exc, Interrupted):
-                running = [name for name, ref in submitted if ref not in outcomes]
-                exc.step, exc.run_root = ", ".join(running[:4]) or None, run.root
+            if isinstance(exc, Interrupted):  # name the steps the cancelled tasks recorded as interrupted
+                cut = [
+                    s["name"]
+                    for s in run.manifest()["steps"]
+                    if s["id"] not in before and s.get("error") == "interrupted"
+                ]
+                exc.step, exc.run_root = ", ".join(cut) or None, run.root
             raise
         return [outcomes[ref] for ref in refs]

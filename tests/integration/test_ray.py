@@ -29,7 +29,7 @@ def cluster():
 
     assert not ray.is_initialized()
     ray.init(
-        num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+        address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPATH": str(REPO / "src")}},
     )  # fmt: skip
     try:
@@ -161,3 +161,61 @@ def test_sensitivity_on_ray_ranks_as_serial(cluster, coco_root: Path, tmp_path: 
     for a, b in zip(sharded.layers, serial.layers, strict=True):
         assert a.rank == b.rank and a.score == pytest.approx(b.score, rel=1e-4)
     assert sharded.timings["ray_shards"] == 2
+
+
+def _pipeline_cfg(**changes):
+    from dataclasses import replace
+
+    from yqt.records import ExportDevice, PipelineConfig
+
+    cfg = PipelineConfig(modes=("w8a16",), device=ExportDevice.CPU, providers=("cpu",), bootstrap=50)
+    return replace(cfg, **changes)
+
+
+def _steps(result) -> list[tuple[str, str, str | None]]:
+    return [(s.name, s.status.value, s.reason) for s in result.steps]
+
+
+@pytest.mark.slow
+def test_pipeline_on_ray_equals_serial(cluster, coco_root: Path, tmp_path: Path):
+    """Same steps, statuses, fingerprints and numbers as the serial run; every step's node in run.json;
+    and the serial run's folder is wholly reused by --ray (same fingerprints, same reuse rule)."""
+    from yqt.pipeline import run_pipeline
+    from yqt.runs import Run
+
+    cfg = _pipeline_cfg(coco_root=coco_root, max_images=8)
+    serial = run_pipeline(cfg, Run.open(tmp_path, "serial"))
+    sharded = run_pipeline(cfg, Run.open(tmp_path, "ray"), cluster=cluster)
+    assert serial.passed and sharded.passed
+    assert _steps(sharded) == _steps(serial)
+    fingerprints = {s.name: s.fingerprint for s in serial.steps}
+    for step in sharded.steps[:2]:  # export and quantize read the same inputs in both runs
+        assert step.fingerprint == fingerprints[step.name]
+    for folder in sorted((tmp_path / "serial").glob("*-coco")):  # every eval: the same detections and mAP
+        theirs = tmp_path / "ray" / folder.name
+        assert (theirs / "detections.json").read_bytes() == (folder / "detections.json").read_bytes()
+        mine, serial_metrics = (json.loads((f / "metrics.json").read_text())["metrics"] for f in (theirs, folder))
+        assert mine == serial_metrics
+    steps = json.loads((tmp_path / "ray" / "run.json").read_text())["steps"]
+    ran = [s for s in steps if s.get("fingerprint")]
+    assert len(ran) == len(sharded.steps) and all(s["node"]["id"] for s in ran)
+
+    again = run_pipeline(cfg, Run.open(tmp_path, "serial"), cluster=cluster)
+    assert [s.status.value for s in again.steps] == ["reused"] * len(serial.steps)
+    assert [s.fingerprint for s in again.steps] == [s.fingerprint for s in serial.steps]
+
+
+@pytest.mark.slow
+def test_pipeline_on_ray_fails_and_skips_as_serial(cluster, tmp_path: Path):
+    """No COCO data and an empty calibration folder: the same failed step, the same skips and reasons."""
+    from yqt.pipeline import run_pipeline
+    from yqt.runs import Run
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cfg = _pipeline_cfg(modes=("w8a8",), calib_dir=empty)
+    serial = run_pipeline(cfg, Run.open(tmp_path / "runs", "serial"))
+    sharded = run_pipeline(cfg, Run.open(tmp_path / "runs", "ray"), cluster=cluster)
+    assert _steps(sharded) == _steps(serial)
+    statuses = dict((n, st) for n, st, _ in _steps(sharded))
+    assert statuses["quantize-w8a8"] == "failed" and statuses["report"] == "skipped"
