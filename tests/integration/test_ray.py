@@ -219,3 +219,78 @@ def test_pipeline_on_ray_fails_and_skips_as_serial(cluster, tmp_path: Path):
     assert _steps(sharded) == _steps(serial)
     statuses = dict((n, st) for n, st, _ in _steps(sharded))
     assert statuses["quantize-w8a8"] == "failed" and statuses["report"] == "skipped"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop one `ray start --block` by its own pid; it takes its node's processes down with it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_pipeline_on_a_two_node_loopback_cluster(coco_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`ray start --head` plus a second `ray start --address`, 1 CPU each, on loopback: the pipeline
+    completes through `--ray 127.0.0.1:PORT`, and run.json shows steps on both nodes."""
+    from tests.conftest import run_yqt
+
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a throwaway loopback cluster: no token to hand around
+    monkeypatch.setenv("PYTHONPATH", str(REPO / "src"))  # the driver, the nodes and their workers: this yqt
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    common = ["--num-cpus", "1", "--block", "--disable-usage-stats"]
+    head_cmd = [ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                "--include-dashboard=false", *common]  # fmt: skip
+    logs = [open(tmp_path / name, "w") for name in ("head.log", "worker.log")]  # noqa: SIM115
+    head = subprocess.Popen(head_cmd, env=env, stdout=logs[0], stderr=subprocess.STDOUT)
+    worker = None
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the head's GCS answers
+            try:
+                import socket
+
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and head.poll() is None, (tmp_path / "head.log").read_text()
+                time.sleep(0.5)
+        worker_cmd = [ray_cli, "start", "--address", f"127.0.0.1:{port}", *common]
+        worker = subprocess.Popen(worker_cmd, env=env, stdout=logs[1], stderr=subprocess.STDOUT)
+        count = "import ray; ray.init(address='{a}'); print(sum(n['Alive'] for n in ray.nodes()))"
+        while True:  # both nodes joined
+            out = subprocess.run([sys.executable, "-c", count.format(a=f"127.0.0.1:{port}")], env=env,
+                                 capture_output=True, text=True, timeout=120).stdout.strip()  # fmt: skip
+            if out.endswith("2"):
+                break
+            assert time.monotonic() < deadline and worker.poll() is None, (tmp_path / "worker.log").read_text()
+            time.sleep(1)
+        result = run_yqt(
+            "pipeline", "--modes", "w8a16", "--coco-root", str(coco_root), "--max-images", "8", "--bootstrap", "50",
+            "--device", "cpu", "--providers", "cpu", "--ray", f"127.0.0.1:{port}", "--run", "two",
+            runs_dir=tmp_path / "runs",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        steps = json.loads((tmp_path / "runs" / "two" / "run.json").read_text())["steps"]
+        nodes = {s["node"]["id"] for s in steps if s.get("fingerprint")}
+        assert len(nodes) == 2, steps
+    finally:
+        for proc in (worker, head):
+            if proc is not None:
+                _stop(proc)
+        for fh in logs:
+            fh.close()
