@@ -6,6 +6,7 @@ inside the commands, so ``yqt --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -39,10 +40,29 @@ def _plain_metavars(command: Any, ctx: Any) -> None:
                 param.show_default = "off"
 
 
+def _bare_ray(args: list[str]) -> list[str]:
+    """``--ray`` alone means ``--ray local``: typer options cannot take an optional value, so a
+    ``--ray`` not followed by an address (``auto``, ``HOST:PORT``) gets ``local`` inserted."""
+    from yqt.ray_backend import LOCAL, is_address
+
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "--ray" and (i + 1 == len(out) or not is_address(out[i + 1])):
+            out.insert(i + 1, LOCAL)
+    return out
+
+
 class _Command(TyperCommand):
     def format_help(self, ctx: Any, formatter: Any) -> None:
         _plain_metavars(self, ctx)
         super().format_help(ctx, formatter)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if "--ray" in args:
+            args = _bare_ray(args)
+        return super().parse_args(ctx, args)
 
 
 class _Group(TyperGroup):
@@ -129,6 +149,15 @@ ImageIdsList = Annotated[
     Path | None,
     typer.Option("--image-ids-list", help="File of image ids to score (one per line).", show_default="none"),
 ]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray", metavar="[ADDRESS|auto]",
+        help="Run on Ray: alone, a local instance; auto, the cluster `ray start` made here; or HOST:PORT of a "
+        "head node. Needs yqt[ray]; every node must see the files at the same paths.",
+        show_default="serial, no Ray",
+    ),
+]
 CalibDir = Annotated[
     Path | None,
     typer.Option("--calib-dir", help="Calibration image folder.", show_default="<coco-root>/train2017"),
@@ -157,6 +186,20 @@ def _choice(enum_type: Any, value: str, option: str) -> Any:
     except ValueError:
         allowed = " or ".join(e.value for e in enum_type)
         raise YqtError(f"unknown {option} {value!r}", f"use {allowed}") from None
+
+
+def _cluster(address: str | None) -> contextlib.AbstractContextManager[Any]:
+    """The Ray cluster ``--ray`` names, for the command's duration; without ``--ray``, none (and no Ray import)."""
+    if address is None:
+        return contextlib.nullcontext(None)
+    from yqt.ray_backend import connect
+
+    return connect(address)
+
+
+def _on(cluster: Any) -> dict[str, Any]:
+    """The stage's ``cluster`` argument, passed only with ``--ray`` (the serial call is unchanged)."""
+    return {} if cluster is None else {"cluster": cluster}
 
 
 def _output(json_mode: bool, verbose: bool = False) -> Output:
@@ -312,6 +355,7 @@ def eval_(
     force: Annotated[
         bool, typer.Option("--force", help="Score even images the model was calibrated on (inflates mAP).")
     ] = False,
+    ray: RayAddress = None,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
@@ -344,8 +388,8 @@ def eval_(
         skip_bad_labels=skip_bad_labels,
     )
     target = Run.for_artifact(onnx, runs_dir, run)
-    with out.work(), out.progress("eval") as progress:
-        result = evaluate(cfg, target, progress)
+    with _cluster(ray) as cluster, out.work(), out.progress("eval") as progress:
+        result = evaluate(cfg, target, progress, **_on(cluster))
     out.warn_all(result.warnings)
     out.result(result, render_eval)
 
@@ -512,6 +556,7 @@ def sensitivity_(
         ),
     ] = None,
     top: Annotated[int, typer.Option("--top", metavar="N", help="Rows in the ranked table (0: all).")] = 20,
+    ray: RayAddress = None,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
@@ -529,8 +574,8 @@ def sensitivity_(
         verify_annotations=verify_annotations, data=data, split=split,
     )  # fmt: skip
     target = Run.open(runs_dir, run)
-    with out.work(), out.progress("sensitivity (layers)", unit="layers/s") as progress:
-        result = run_sensitivity(cfg, target, progress)
+    with _cluster(ray) as cluster, out.work(), out.progress("sensitivity (layers)", unit="layers/s") as progress:
+        result = run_sensitivity(cfg, target, progress, **_on(cluster))
     out.warn_all(result.warnings)
     out.result(result, lambda r, view: render_sensitivity(r, view, top))
 
@@ -679,6 +724,7 @@ def pipeline(
         float | None,
         typer.Option("--max-drop", metavar="PT", help="The verdict's limit on ΔmAP50-95, in mAP points."),
     ] = 1.0,
+    ray: RayAddress = None,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
@@ -699,8 +745,8 @@ def pipeline(
         providers=parse_providers(providers), bootstrap=bootstrap, seed=seed, max_drop_pt=max_drop, data=data,
     )  # fmt: skip
     target = Run.open(runs_dir, run)
-    with out.work(), out.pipeline(step_count(cfg)) as events:  # run_pipeline validates cfg first
-        result = run_pipeline(cfg, target, events)
+    with _cluster(ray) as cluster, out.work(), out.pipeline(step_count(cfg)) as events:
+        result = run_pipeline(cfg, target, events, **_on(cluster))  # it validates cfg first
     out.result(result, render_pipeline)
     if not result.passed:
         out.failure("step(s) failed: " + ", ".join(s.name for s in result.steps if s.status.value == "failed"))

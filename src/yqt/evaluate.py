@@ -14,8 +14,9 @@ import hashlib
 import io
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -326,8 +327,14 @@ class IncrementalCocoEval:
         return final, buffer.getvalue()
 
 
-def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | None = None) -> EvalResult:
-    """Score ``cfg.onnx`` on the chosen COCO subset. With a run, writes ``<name>-coco/`` into it."""
+def evaluate(
+    cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | None = None, cluster: Any = None
+) -> EvalResult:
+    """Score ``cfg.onnx`` on the chosen COCO subset. With a run, writes ``<name>-coco/`` into it.
+
+    ``cluster`` (a :class:`yqt.ray_backend.Cluster`) runs inference in shards on Ray workers; the
+    scoring, and every file written, stay here and equal the serial run's.
+    """
     t_start = time.perf_counter()
     validate_eval_config(cfg)
     truth = labelled_images(cfg.coco_root, cfg.images_dir, cfg.annotations, cfg.data, cfg.split, cfg.skip_bad_labels)
@@ -350,11 +357,16 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
     with maybe_step(run, f"eval-{name}", cfg) as step:
         for warning in warnings:
             log.warning(warning)
-        session.run(None, {input_name: np.zeros((1, 3, imgsz, imgsz), dtype=dtype)})  # warm-up, untimed
         matcher = IncrementalCocoEval(coco, selection.ids)
-        detections, dropped, run_times, loop_s, nms_s = _infer(
-            session, input_name, items, imgsz, dtype, cfg, matcher, progress, category_ids, contract, nms
-        )
+        t_loop = time.perf_counter()
+        if cluster is None:
+            session.run(None, {input_name: np.zeros((1, 3, imgsz, imgsz), dtype=dtype)})  # warm-up, untimed
+            t_loop = time.perf_counter()
+            images = infer_images(session, input_name, items, imgsz, dtype, cfg, category_ids, contract, nms)
+        else:
+            images = cluster.eval_images(cfg, items, category_ids, nms, step)
+        detections, dropped, run_times, nms_s = _collect(images, len(items), matcher, progress)
+        loop_s = time.perf_counter() - t_loop
         if dropped:
             warnings.append(f"{dropped} detection(s) of model classes the dataset does not have were not scored")
             log.warning(warnings[-1])
@@ -484,35 +496,55 @@ def _dataset_record(truth: LabelledImages) -> YoloDataset | None:
     )  # fmt: skip
 
 
-def _infer(
+@dataclass(frozen=True)
+class ImageDetections:
+    """One image's scored detections and what it cost; shards on Ray workers return lists of these."""
+
+    image_id: int
+    detections: list[dict[str, Any]]
+    dropped: int  # detections of model classes the dataset does not have
+    run_s: float  # session.run
+    nms_s: float
+
+
+def infer_images(
     session: Any,
     input_name: str,
     items: Sequence[tuple[int, Path]],
     imgsz: int,
     dtype: Any,
     cfg: EvalConfig,
-    matcher: IncrementalCocoEval,
-    progress: ProgressFn | None,
     category_ids: Sequence[int | None],
     contract: ContractCheck,
     nms: NmsSettings | None,
-) -> tuple[list[dict[str, Any]], int, list[float], float, float]:
+) -> Iterator[ImageDetections]:
+    """Run the model on ``items`` in their order, one :class:`ImageDetections` per image."""
+    for prepared in prefetch_images(items, imgsz, dtype, workers=cfg.workers):
+        t0 = time.perf_counter()
+        out = session.run(None, {input_name: prepared.tensor})[0]
+        run_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        rows = image_rows(out[0], contract, nms or NmsSettings())
+        nms_s = time.perf_counter() - t1
+        found = detections_for_image(rows, prepared, cfg.conf, cfg.max_det, category_ids)
+        dropped = min(int((rows[:, 4] > cfg.conf).sum()), cfg.max_det) - len(found)
+        yield ImageDetections(prepared.image_id, found, dropped, run_s, nms_s)
+
+
+def _collect(
+    images: Iterable[ImageDetections], total: int, matcher: IncrementalCocoEval, progress: ProgressFn | None
+) -> tuple[list[dict[str, Any]], int, list[float], float]:
+    """Detections in image order (the order ``images`` come in), matched as they arrive."""
     detections: list[dict[str, Any]] = []
     run_times: list[float] = []
     nms_s = 0.0
     dropped = 0
-    t_loop = time.perf_counter()
-    for done, prepared in enumerate(prefetch_images(items, imgsz, dtype, workers=cfg.workers), 1):
-        t0 = time.perf_counter()
-        out = session.run(None, {input_name: prepared.tensor})[0]
-        run_times.append(time.perf_counter() - t0)
-        t1 = time.perf_counter()
-        rows = image_rows(out[0], contract, nms or NmsSettings())
-        nms_s += time.perf_counter() - t1
-        found = detections_for_image(rows, prepared, cfg.conf, cfg.max_det, category_ids)
-        dropped += min(int((rows[:, 4] > cfg.conf).sum()), cfg.max_det) - len(found)
-        detections.extend(found)
-        matcher.add(prepared.image_id, found)
+    for done, image in enumerate(images, 1):
+        run_times.append(image.run_s)
+        nms_s += image.nms_s
+        dropped += image.dropped
+        detections.extend(image.detections)
+        matcher.add(image.image_id, image.detections)
         if progress is not None:
-            progress(done, len(items))
-    return detections, dropped, run_times, time.perf_counter() - t_loop, nms_s
+            progress(done, total)
+    return detections, dropped, run_times, nms_s

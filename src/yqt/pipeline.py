@@ -351,8 +351,14 @@ def step_count(cfg: PipelineConfig) -> int:
     return 1 + len(cfg.modes) + 2 * models + 2
 
 
-def run_pipeline(cfg: PipelineConfig, run: Run | None = None, events: PipelineEvents | None = None) -> PipelineResult:
-    """Run (or resume) the whole pipeline in ``run``; see the module docstring."""
+def run_pipeline(
+    cfg: PipelineConfig, run: Run | None = None, events: PipelineEvents | None = None, cluster: Any = None
+) -> PipelineResult:
+    """Run (or resume) the whole pipeline in ``run``; see the module docstring.
+
+    ``cluster`` (a :class:`yqt.ray_backend.Cluster`) runs the same steps as Ray tasks, each as soon
+    as the steps it reads have finished; the outcomes, and what is reused, are the serial run's.
+    """
     t0 = time.perf_counter()
     cfg = validate_pipeline_config(cfg)
     run = run if run is not None else Run.open()
@@ -360,15 +366,19 @@ def run_pipeline(cfg: PipelineConfig, run: Run | None = None, events: PipelineEv
     plan = _Plan(cfg=cfg, data=data_availability(cfg), weights_sha=weights_digest(cfg.weights))
     ex = _Executor(run, events, step_count(cfg))
 
-    baseline = _export(ex, plan)
-    plan.models.append(_Model(BASELINE, baseline))
-    for mode in cfg.modes:
-        plan.models.append(_Model(mode, _quantize(ex, plan, mode)))
-    for model in plan.models:
-        _smoke(ex, plan, model)
-    evals = [_eval(ex, plan, model) for model in plan.models]
-    compare = _compare(ex, plan, evals)
-    report = _report(ex, plan, compare)
+    if cluster is not None:
+        ex.outcomes = cluster.pipeline_steps(plan, run, events)
+        compare, report = ex.outcomes[-2], ex.outcomes[-1]
+    else:
+        baseline = _export(ex, plan)
+        plan.models.append(_Model(BASELINE, baseline))
+        for mode in cfg.modes:
+            plan.models.append(_Model(mode, _quantize(ex, plan, mode)))
+        for model in plan.models:
+            _smoke(ex, plan, model)
+        evals = [_eval(ex, plan, model) for model in plan.models]
+        compare = _compare(ex, plan, evals)
+        report = _report(ex, plan, compare)
 
     steps = tuple(o.step for o in ex.outcomes)
     result = PipelineResult(

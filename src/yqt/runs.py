@@ -56,7 +56,7 @@ _STEP_TAGS: contextvars.ContextVar[Mapping[str, Mapping[str, Any]]] = contextvar
 
 @contextlib.contextmanager
 def step_tags(name: str, **fields: Any) -> Iterator[None]:
-    """Record ``fields`` in every step called ``name`` started inside this block."""
+    """Record ``fields`` in every step called ``name`` (``"*"``: every step) started inside this block."""
     token = _STEP_TAGS.set({**_STEP_TAGS.get(), name: fields})
     try:
         yield
@@ -416,6 +416,7 @@ class Run:
             # Who runs it: a "running" step whose process is gone was killed, not still at work.
             "pid": os.getpid(),
             "host": socket.gethostname(),
+            **_STEP_TAGS.get().get("*", {}),  # tags for every step (the Ray node a pipeline step ran on)
             **_STEP_TAGS.get().get(name, {}),
         }
         self._save_step(record)

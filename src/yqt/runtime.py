@@ -133,7 +133,7 @@ def is_weight_only_qdq(onnx_path: Path) -> bool:
 
 
 def open_session(
-    onnx_path: Path, providers: Sequence[str] = ("cuda", "cpu"), *, spin: bool = True
+    onnx_path: Path, providers: Sequence[str] = ("cuda", "cpu"), *, spin: bool = True, threads: int | None = None
 ) -> tuple[Any, ProviderReport]:
     """Build an ORT session and report which providers actually ran.
 
@@ -143,6 +143,8 @@ def open_session(
     A weight-only model (w8a16, w4a16) on the CPU provider gets ``session.disable_quant_qdq=1``:
     ORT then folds each weight's DequantizeLinear into a float initializer at load, and the model
     runs at float speed instead of dequantizing every weight on every run.
+
+    ``threads`` caps ORT's intra-op threads (a Ray task gets the CPUs it declared, not the machine).
     """
     require_onnx_file(onnx_path)
     ort = _ort()
@@ -153,6 +155,9 @@ def open_session(
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         applied.append("session.intra_op.allow_spinning=0")
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        applied.append(f"intra_op_num_threads={threads}")
     if attempted[0] == "CPUExecutionProvider" and is_weight_only_qdq(onnx_path):
         options.add_session_config_entry("session.disable_quant_qdq", "1")
         applied.append("session.disable_quant_qdq=1 (weight-only model: weights dequantized once, at load)")
@@ -168,7 +173,7 @@ def open_session(
             ) from None
         # The probe said CUDA loads, but this model does not build on it (an op, a dtype, memory).
         notes_list.append(f"{', '.join(gpu)} failed to build the session ({_ort_reason(exc)}); retried on CPU")
-        session, on_cpu = open_session(onnx_path, ("cpu",), spin=spin)
+        session, on_cpu = open_session(onnx_path, ("cpu",), spin=spin, threads=threads)
         report = ProviderReport(requested=requested, attempted=attempted, used=on_cpu.used,
                                 notes=tuple(notes_list), session_options=on_cpu.session_options)  # fmt: skip
         return session, report

@@ -31,7 +31,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 # Documents that are not records: written as dicts, their schemas written by hand.
-RUN_MANIFEST = "yqt/run/2"
+RUN_MANIFEST = "yqt/run/3"
 STEP_CONFIG = "yqt/step-config/1"
 IMAGE_IDS = "yqt/image-ids/1"
 ERROR = "yqt/error/1"

@@ -64,19 +64,31 @@ def _layer_row(s: Any, rank: int, params: int, bits: int) -> LayerSensitivity:
 
 
 def measure(
-    detector: LoadedDetector, calib: CalibrationSet, cfg: SensitivityConfig, progress: ProgressFn | None = None
+    detector: LoadedDetector,
+    calib: CalibrationSet,
+    cfg: SensitivityConfig,
+    progress: ProgressFn | None = None,
+    cluster: Any = None,
 ) -> SensitivityResult:
-    """The sweep on an already loaded float model (left exactly as it was)."""
+    """The sweep on an already loaded float model (left exactly as it was); with ``cluster`` (a
+    :class:`yqt.ray_backend.Cluster`), the layers' probes run in shards on Ray workers."""
     import torch
 
     from yqt.quant import sensitivity as probe
 
     t = time.perf_counter()
-    batches = image_batches(calib, cfg.imgsz, cfg.batch)
-    images_s = time.perf_counter() - t
     module = detector.module
-    with torch.no_grad():
-        scores, timings = probe.sweep_layers(module, batches, cfg.bits, cfg.act, cfg.calib_percentile, None, progress)
+    if cluster is not None:
+        images_s = 0.0  # each shard reads the images itself
+        targets = probe.probe_targets(module)
+        scores, timings = cluster.sweep_layers(cfg, detector.info.sha256, calib, targets, progress)
+    else:
+        batches = image_batches(calib, cfg.imgsz, cfg.batch)
+        images_s = time.perf_counter() - t
+        with torch.no_grad():
+            scores, timings = probe.sweep_layers(
+                module, batches, cfg.bits, cfg.act, cfg.calib_percentile, None, progress
+            )
     params = {name: int(module.get_submodule(name).weight.numel()) for name in probe.probe_targets(module)}
     return SensitivityResult(
         model=detector.info, bits=cfg.bits, act=cfg.act, score=SCORE_TEXT,
@@ -90,9 +102,12 @@ def result_name(stem: str, bits: int, act: bool) -> str:
 
 
 def sensitivity(
-    cfg: SensitivityConfig, run: Run | None = None, progress: ProgressFn | None = None
+    cfg: SensitivityConfig, run: Run | None = None, progress: ProgressFn | None = None, cluster: Any = None
 ) -> SensitivityResult:
-    """Validate, pick the images, load the model, sweep, and save the ranking and its chart in ``run``."""
+    """Validate, pick the images, load the model, sweep, and save the ranking and its chart in ``run``.
+
+    ``cluster`` (a :class:`yqt.ray_backend.Cluster`) splits the layers into shards on Ray workers;
+    the ranking is the serial one."""
     import torch
 
     t0 = time.perf_counter()
@@ -108,7 +123,7 @@ def sensitivity(
     load_s = time.perf_counter() - t0
     name = result_name(detector.stem, cfg.bits, cfg.act)
     with maybe_step(run, f"sensitivity-{name.split('-', 1)[1]}", cfg) as step:
-        result = measure(detector, calib, cfg, progress)
+        result = measure(detector, calib, cfg, progress, cluster)
         timings = {"load_s": load_s, **result.timings}
         if labels is not None:
             t = time.perf_counter()

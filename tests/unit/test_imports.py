@@ -37,3 +37,14 @@ def test_cli_help_imports_no_heavy_dependency():
 def test_eval_module_does_not_import_torch():
     loaded = _modules_after("import yqt.evaluate")
     assert not {"torch", "ultralytics", "brevitas"} & loaded
+
+
+def test_serial_commands_never_import_ray():
+    """Ray is loaded by --ray only: not by the stage modules, nor by parsing eval, sensitivity or pipeline."""
+    loaded = _modules_after(
+        "import yqt.evaluate, yqt.pipeline, yqt.sensitivity\n"
+        "from typer.testing import CliRunner\nfrom yqt.cli import app\n"
+        "for c in ('eval', 'sensitivity', 'pipeline'):\n"
+        "    r = CliRunner().invoke(app, [c, '--help'])\n    assert r.exit_code == 0 and '--ray' in r.output"
+    )
+    assert "ray" not in loaded

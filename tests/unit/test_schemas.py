@@ -36,6 +36,7 @@ SNAPSHOT = {
     "report-1.json": "edc356c6048ab85defe4ab66e7b0bd541ce9a72226820f8a81490e17cf5ccfe9",
     "run-1.json": "87a8d074939bb05868cf7180dd1ab7af6c93a6c650de1adf8c9c4059b78b7e89",
     "run-2.json": "854776d123e34516ee65f63aa127ba97342cb822f04f3cd927aa60c272e3fa0a",
+    "run-3.json": "a8bc7bfce915d2703d87bdbc17871e41781fcac77cb0824cc4c5f632df06fab1",
     "sensitivity-1.json": "64713731abf30e7b1e5e813dbbe869570bfd8e62a76e7c4aa41d3bc3b6331c8d",
     "sensitivity-2.json": "cd6f15c6fa8c212127480157e50cefe80be48a76e90ae09b0777943f18124965",
     "smoke-1.json": "db0fedf758e101206cbe06f083930c768e90863c8f1b0694b547bc1009c67935",
