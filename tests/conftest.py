@@ -15,6 +15,10 @@ from tests.markers import coco_root_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Every Ray the tests start (in this process or a subprocess, `ray start` included) serves on loopback
+# only; see yqt.ray_backend.LOOPBACK_ONLY. Set before anything imports ray.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     # Some tests import ultralytics themselves; imported first, it would pin torch to one thread

@@ -47,6 +47,21 @@ def is_address(value: str) -> bool:
     return value in (LOCAL, AUTO) or bool(_ADDRESS_RE.match(value))
 
 
+# Ray advertises a node by the machine's outward address even when told 127.0.0.1, unless it thinks
+# it runs where clusters are off (its Windows/macOS switch, read when ray is imported): then a node
+# serves on loopback only. A local instance needs nothing more, and nothing of it is reachable from outside.
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def keep_on_loopback() -> None:
+    """Keep a Ray started by this process on 127.0.0.1 (before ray is first imported)."""
+    import sys
+
+    if "ray" not in sys.modules:
+        for key, value in LOOPBACK_ONLY.items():
+            os.environ.setdefault(key, value)
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -122,6 +137,8 @@ def _quiet_stderr() -> Iterator[None]:
 @contextlib.contextmanager
 def connect(address: str) -> Iterator[Cluster]:
     """Join (or start) the Ray cluster for one command; a Ray already initialised here is used as is."""
+    if address == LOCAL:
+        keep_on_loopback()
     ray = _import_ray()
     if ray.is_initialized():
         yield Cluster(ray)
