@@ -85,12 +85,12 @@ def main() -> None:
         runs = Path(tmp) / "runs"
         onnx = export_baseline(runs)
         for r in range(args.repeats):
-            for label, src in versions.items():
+            for tag, (label, src) in enumerate(versions.items()):
                 env = {"PYTHONPATH": src}
                 t_imports, _ = timed_process([sys.executable, "-c", EVAL_IMPORTS], env)
                 t_process, proc = timed_process(
                     yqt("eval", str(onnx), "--coco-root", str(coco), "--max-images", str(args.images), "--providers",
-                        "cpu", "--json", "--runs-dir", str(runs), "--run", f"bench{r}-{len(rows[label])}-{label[:4]}"),
+                        "cpu", "--json", "--runs-dir", str(runs), "--run", f"bench{r}-{tag}"),
                     env,
                 )  # fmt: skip
                 doc = json.loads(proc.stdout)

@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 SHARED_COCO = SHARED_DATA / "coco2017-mini"
-SHARED_YOLO_DATA = SHARED_DATA / "coco128-yolo" / "data.yaml"
+SHARED_YOLO = SHARED_DATA / "coco128-yolo" / "data.yaml"
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -39,10 +39,10 @@ def coco_root_or_skip() -> Path:
 
 
 def yolo_data_or_skip() -> Path:
-    """The YOLO-format dataset's yaml: ``$YQT_YOLO_DATA`` or ``../shared/data/coco128-yolo/data.yaml``."""
-    yaml = Path(os.environ.get("YQT_YOLO_DATA") or SHARED_YOLO_DATA)
-    if not yaml.is_file() or not (yaml.parent / "images").is_dir():
-        missing(f"shared YOLO dataset absent: {yaml} (set YQT_YOLO_DATA or place coco128-yolo beside the repo)")
+    """The real YOLO-format dataset: ``$YQT_YOLO_DATA`` or ``../shared/data/coco128-yolo/data.yaml``."""
+    yaml = Path(os.environ.get("YQT_YOLO_DATA") or SHARED_YOLO)
+    if not yaml.is_file() or not (yaml.parent / "images" / "val2017").is_dir():
+        missing(f"shared YOLO data absent: {yaml} (set YQT_YOLO_DATA or place coco128-yolo beside the repo)")
     return yaml
 
 

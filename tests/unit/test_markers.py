@@ -13,7 +13,7 @@ from tests import markers
     ("variable", "check", "named"),
     [
         ("YQT_COCO_ROOT", markers.coco_root_or_skip, "shared COCO data absent"),
-        ("YQT_YOLO_DATA", markers.yolo_data_or_skip, "shared YOLO dataset absent"),
+        ("YQT_YOLO_DATA", markers.yolo_data_or_skip, "shared YOLO data absent"),
     ],
 )
 def test_missing_data_skips_locally_and_fails_in_ci(variable, check, named, tmp_path: Path, monkeypatch):
@@ -39,4 +39,4 @@ def test_the_default_data_is_found_beside_the_repo(monkeypatch):
     monkeypatch.delenv("YQT_YOLO_DATA", raising=False)
     monkeypatch.delenv("CI", raising=False)
     assert markers.coco_root_or_skip() == markers.SHARED_COCO
-    assert markers.yolo_data_or_skip() == markers.SHARED_YOLO_DATA
+    assert markers.yolo_data_or_skip() == markers.SHARED_YOLO
