@@ -20,12 +20,18 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    # Some tests import ultralytics themselves; imported first, it would pin torch to one thread
-    # for the whole session (see yqt.models.import_ultralytics_keeping_torch_threads).
-    from yqt.models import import_ultralytics_keeping_torch_threads
+_ULTRALYTICS_IMPORTED = []
 
-    import_ultralytics_keeping_torch_threads()
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Some integration tests import ultralytics themselves; imported first, it would pin torch to one
+    # thread for the rest of the session (see yqt.models.import_ultralytics_keeping_torch_threads).
+    # Done before the first integration test, so a run of unit tests alone never imports torch.
+    if not _ULTRALYTICS_IMPORTED and item.get_closest_marker("integration") is not None:
+        from yqt.models import import_ultralytics_keeping_torch_threads
+
+        import_ultralytics_keeping_torch_threads()
+        _ULTRALYTICS_IMPORTED.append(True)
 
 
 @dataclass
@@ -185,3 +191,28 @@ def w8a16_eval(w8a16, coco_root: Path):
 
     run = Run.containing(w8a16.onnx.path)
     return evaluate(EvalConfig(onnx=w8a16.onnx.path, coco_root=coco_root, max_images=100, providers=("cpu",)), run)
+
+
+@pytest.fixture(scope="session")
+def w8a8(baseline_onnx: Path, coco_root: Path):
+    """W8A8 quantized once into the baseline's run, calibrated on the default 64 train2017 images (the
+    accuracy bound is for them), parity checked on val images."""
+    from yqt.quantize import quantize
+    from yqt.records import QuantizeConfig
+    from yqt.runs import Run
+
+    cfg = QuantizeConfig(mode="w8a8", coco_root=coco_root, parity_images=coco_root / "val2017", providers=("cpu",),
+                         device="cpu")  # fmt: skip
+    return quantize(cfg, Run.containing(baseline_onnx))
+
+
+@pytest.fixture(scope="session")
+def w8a8_eval(w8a8, coco_root: Path, session_runs: Path):
+    """W8A8 scored on the same first 100 ids, in a run of its own: the baseline's run keeps the two
+    evaluations the compare and report tests count, whichever test asks for this one first."""
+    from yqt.evaluate import evaluate
+    from yqt.records import EvalConfig
+    from yqt.runs import Run
+
+    run = Run.open(session_runs, "w8a8-eval")
+    return evaluate(EvalConfig(onnx=w8a8.onnx.path, coco_root=coco_root, max_images=100, providers=("cpu",)), run)

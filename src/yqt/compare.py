@@ -10,7 +10,8 @@ least r, so only true-positive positions are needed per resample, which keeps it
 One exception, tested in tests/unit/test_bootstrap_resample.py: two detections of one image and
 class with exactly the same score. pycocotools, on a physically duplicated image, interleaves the
 copies (a1 a2 a1 a2); the weights count each in place (a1 a1 a2 a2). Int8 models have such ties;
-measured on w8a8 the resampled mAP differs by at most 1.2e-4 (0.01 pt), far inside any CI.
+measured on w8a8 (benchmarks/bootstrap_ties.py: 100 resamples of the first 100 dev ids, 8,553 of
+15,723 detections tied) the resampled mAP differs by at most 5.3e-4 (0.05 pt), far inside any CI.
 """
 
 from __future__ import annotations

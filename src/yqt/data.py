@@ -300,9 +300,10 @@ def _jpeg_is_truncated(data: bytes) -> bool:
     """A JPEG cut short in its pixel data, which libjpeg decodes anyway (gray rows, a stderr warning).
 
     Markers cannot occur inside entropy-coded data (0xFF is stuffed there), so a complete JPEG has
-    EOI (FFD9) after its last SOS (FFDA); bytes after EOI are allowed.
+    EOI (FFD9) after its last SOS (FFDA); bytes after EOI are allowed. Searched from the last EOI on,
+    which a complete file has at its end: scanning back to the last SOS read the whole file.
     """
-    return data.startswith(b"\xff\xd8") and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+    return data.startswith(b"\xff\xd8") and data.find(b"\xff\xda", max(data.rfind(b"\xff\xd9"), 0)) != -1
 
 
 def default_smoke_image() -> Path:

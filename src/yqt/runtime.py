@@ -121,15 +121,22 @@ def _ort_reason(exc: BaseException) -> str:
     return text[:240] or type(exc).__name__
 
 
-def is_weight_only_qdq(onnx_path: Path) -> bool:
-    """DequantizeLinear nodes but no QuantizeLinear: quantized weights, float activations."""
-    import onnx
+# A node's op_type as serialized: NodeProto field 4 (tag 0x22), the length, the name.
+_DEQUANTIZE_OP = b"\x22\x10DequantizeLinear"
+_QUANTIZE_OP = b"\x22\x0eQuantizeLinear"
 
+
+def is_weight_only_qdq(onnx_path: Path) -> bool:
+    """DequantizeLinear nodes but no QuantizeLinear: quantized weights, float activations.
+
+    Read from the file's bytes, without the onnx package: importing it (through ml_dtypes) cost an
+    eval more than its ORT session (benchmarks/eval_overhead.py).
+    """
     try:
-        ops = {n.op_type for n in onnx.load(str(onnx_path), load_external_data=False).graph.node}
-    except Exception:
+        data = Path(onnx_path).read_bytes()
+    except OSError:
         return False  # ORT's own load below gives the one-line error
-    return "DequantizeLinear" in ops and "QuantizeLinear" not in ops
+    return _DEQUANTIZE_OP in data and _QUANTIZE_OP not in data
 
 
 def open_session(

@@ -15,15 +15,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
-def w8a16_onnx(session_runs: Path) -> Path:
-    """A W8A16 QCDQ model of its own (no parity images needed for a census)."""
-    from yqt.quantize import quantize
-    from yqt.records import QuantizeConfig
-    from yqt.runs import Run
-
-    result = quantize(QuantizeConfig(providers=("cpu",), device="cpu"), Run.open(session_runs, "graph-w8a16"))
-    assert result.passed, result.failures
-    return result.onnx.path
+def w8a16_onnx(w8a16) -> Path:
+    """The session's W8A16 QCDQ model (tests/conftest.py), quantized once for every test."""
+    assert w8a16.passed, w8a16.failures
+    return w8a16.onnx.path
 
 
 def _independent_conv_weights(path: Path) -> dict[str, str]:
@@ -42,6 +37,7 @@ def _independent_conv_weights(path: Path) -> dict[str, str]:
     return kinds
 
 
+@pytest.mark.slow
 def test_w8a16_census_matches_independent_count(w8a16_onnx: Path, tmp_path: Path):
     import onnx
 
@@ -72,6 +68,7 @@ def test_w8a16_census_matches_independent_count(w8a16_onnx: Path, tmp_path: Path
         assert key in doc["layers"][0]
 
 
+@pytest.mark.slow
 def test_only_and_diff(w8a16_onnx: Path, baseline_onnx: Path, tmp_path: Path):
     result = run_yqt("inspect-graph", str(w8a16_onnx), "--only", "float", "--json", runs_dir=tmp_path)
     doc = json.loads(result.stdout)
@@ -84,6 +81,7 @@ def test_only_and_diff(w8a16_onnx: Path, baseline_onnx: Path, tmp_path: Path):
     assert doc["diff"][0]["before"] == "float (float32)" and doc["diff"][0]["after"] == "w8 per_channel"
 
 
+@pytest.mark.slow
 def test_census_is_recorded_in_the_run(w8a16_onnx: Path, tmp_path: Path):
     result = run_yqt("inspect-graph", str(w8a16_onnx), "--run", "census", runs_dir=tmp_path / "runs")
     assert result.returncode == 0, result.stderr
@@ -115,6 +113,7 @@ def ort_qdq_onnx(baseline_onnx: Path, coco_root: Path, tmp_path_factory: pytest.
     return out
 
 
+@pytest.mark.slow
 def test_ort_qdq_census_sees_activation_and_per_tensor_weights(ort_qdq_onnx: Path):
     import onnx
 
@@ -160,6 +159,7 @@ def _four_bit_model(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_clip_minus7_to_7_is_reported_as_4_bits(tmp_path: Path):
     from yqt.graph import inspect_graph
 

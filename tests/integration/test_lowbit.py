@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 W8A8_MAX_DROP = 0.005  # 0.5 pt mAP50-95
 
 
-def _quantize(mode: str, baseline_onnx: Path, coco_root: Path, **kw):
+def _quantize(mode: str, baseline_onnx: Path, coco_root: Path, run=None, **kw):
     from yqt.quantize import quantize
     from yqt.records import QuantizeConfig
     from yqt.runs import Run
@@ -27,12 +27,7 @@ def _quantize(mode: str, baseline_onnx: Path, coco_root: Path, **kw):
     cfg = QuantizeConfig(
         mode=mode, coco_root=coco_root, parity_images=coco_root / "val2017", providers=("cpu",), device="cpu", **kw
     )
-    return quantize(cfg, Run.containing(baseline_onnx))
-
-
-@pytest.fixture(scope="session")
-def w8a8(baseline_onnx: Path, coco_root: Path):
-    return _quantize("w8a8", baseline_onnx, coco_root)  # the default 64 images: the accuracy bound is for it
+    return quantize(cfg, run or Run.containing(baseline_onnx))
 
 
 @pytest.fixture(scope="session")
@@ -101,13 +96,8 @@ def test_gptq_modes_calibrate_on_128_images_by_default_and_w8a8_on_64(coco_root:
         assert [i.name for i in calib.images] == names[:count] and calib.requested == count and not warnings, mode
 
 
-def test_w8a8_accuracy_within_half_a_point_of_float(w8a8, baseline_eval, coco_root: Path):
-    from yqt.evaluate import evaluate
-    from yqt.records import EvalConfig
-    from yqt.runs import Run
-
-    cfg = EvalConfig(onnx=w8a8.onnx.path, coco_root=coco_root, max_images=100, providers=("cpu",))
-    quant = evaluate(cfg, Run.containing(w8a8.onnx.path))
+def test_w8a8_accuracy_within_half_a_point_of_float(w8a8_eval, baseline_eval):
+    quant = w8a8_eval
     delta = quant.metrics.mAP_50_95 - baseline_eval.metrics.mAP_50_95
     print(f"float {baseline_eval.metrics.mAP_50_95:.4f}  w8a8 {quant.metrics.mAP_50_95:.4f}  delta {delta:+.4f}")
     assert delta >= -W8A8_MAX_DROP
@@ -115,6 +105,7 @@ def test_w8a8_accuracy_within_half_a_point_of_float(w8a8, baseline_eval, coco_ro
     assert not any("disable_quant_qdq" in o for o in quant.session_options)  # it would undo the int8 kernels
 
 
+@pytest.mark.slow
 def test_w4a16_is_gptq_int4_packed_and_smaller_than_w8a16(w4a16, w8a16):
     _assert_passed_and_agrees_with_inspect_graph(w4a16)
     assert w4a16.gptq_layers == 81 and w4a16.timings["gptq_s"] > 0  # model.0 is kept at 8 bits: not solved
@@ -129,12 +120,14 @@ def test_w4a16_is_gptq_int4_packed_and_smaller_than_w8a16(w4a16, w8a16):
     assert sum(layer.weight_dtype == "int4" for layer in layers) == 81
 
 
+@pytest.mark.slow
 def test_weight_only_models_run_with_qdq_folded_on_cpu(w4a16, w8a16):
     for result in (w4a16, w8a16):
         options = result.smoke.providers.session_options
         assert any(o.startswith("session.disable_quant_qdq=1") for o in options), options
 
 
+@pytest.mark.slow
 def test_w4a8_keeps_chosen_layers_at_8_bits_and_fuses_int8_kernels(w4a8):
     _assert_passed_and_agrees_with_inspect_graph(w4a8)
     kept = {d.name for d in w4a8.layers if d.bits == 8}
@@ -145,8 +138,12 @@ def test_w4a8_keeps_chosen_layers_at_8_bits_and_fuses_int8_kernels(w4a8):
     assert 4.0 < w4a8.mean_weight_bits < 4.1
 
 
-def test_tensorrt_layout_quantizes_conv_inputs_only(baseline_onnx: Path, coco_root: Path):
-    result = _quantize("w8a8", baseline_onnx, coco_root, calib_images=4, layout="tensorrt", parity_max_images=4)
+@pytest.mark.slow
+def test_tensorrt_layout_quantizes_conv_inputs_only(baseline_onnx: Path, coco_root: Path, tmp_path: Path):
+    from yqt.runs import Run
+
+    run = Run.open(tmp_path / "runs", "trt")  # not the session's run: its w8a8 file is the ort layout's
+    result = _quantize("w8a8", baseline_onnx, coco_root, run, calib_images=4, layout="tensorrt", parity_max_images=4)
     assert result.gate.passed, result.gate.checks
     assert result.activations.int8_convs_expected is None
     # Without quantized conv outputs ORT cannot fuse int8 convs: the layout is for TensorRT, not ORT CPU.
@@ -168,6 +165,7 @@ def test_eval_refuses_to_score_calibration_images(w8a8, coco_root: Path, tmp_pat
     assert any("scored anyway (--force)" in w for w in json.loads(forced.stdout)["warnings"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["w4a16", "w4a8"])
 def test_eval_refuses_calibration_images_in_every_calibrated_mode(mode: str, request, coco_root: Path):
     from yqt.errors import YqtError
@@ -183,6 +181,7 @@ def test_eval_refuses_calibration_images_in_every_calibrated_mode(mode: str, req
         evaluate(cfg)
 
 
+@pytest.mark.slow
 def test_w8a8_from_the_cli_reports_bits_kernels_and_calibration_and_keeps_stderr_clean(coco_root: Path, tmp_path):
     result = run_yqt(
         "quantize", "--mode", "w8a8", "--coco-root", str(coco_root), "--calib-images", "2", "--parity-max", "2",
@@ -200,6 +199,7 @@ def test_w8a8_from_the_cli_reports_bits_kernels_and_calibration_and_keeps_stderr
     assert "INFO:" not in result.stderr and "WARNING:root" not in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_onnxsim_copy_is_gated_too(tmp_path: Path):
     pytest.importorskip("onnxsim", reason="the optional onnxsim extra is not installed")
     from yqt.quantize import quantize
@@ -213,6 +213,7 @@ def test_onnxsim_copy_is_gated_too(tmp_path: Path):
     assert set(_census_bits(result.onnx_opt.path).values()) == {4, None}
 
 
+@pytest.mark.slow
 def test_w4a16_at_opset_13_keeps_int8_storage_and_says_so(tmp_path: Path):
     runs = tmp_path / "runs"
     result = run_yqt(

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import run_yqt
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DEV_IMAGES = 100  # "dev first 100": the parity claim is on these ids
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from yqt.cli import app
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 _BORDERS = re.compile(r"[\s│┃┏┓┗┛━─┡┩┯┷╇╈┣┫┠┨╭╮╰╯┌┐└┘├┤┬┴┼═║]+")
 

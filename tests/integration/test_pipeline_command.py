@@ -41,6 +41,7 @@ def full_run(coco_root: Path, tmp_path_factory: pytest.TempPathFactory):
     return runs, args, json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_the_first_run_does_every_step_and_ends_with_a_report(full_run):
     runs, _, doc = full_run
     statuses = _statuses(doc)
@@ -58,6 +59,7 @@ def test_the_first_run_does_every_step_and_ends_with_a_report(full_run):
     assert _statuses(saved) == statuses
 
 
+@pytest.mark.slow
 def test_the_same_command_again_reuses_every_step(full_run):
     runs, args, first = full_run
     again = _pipeline(runs, "full", *args)
@@ -67,6 +69,7 @@ def test_the_same_command_again_reuses_every_step(full_run):
     assert doc["compare"]["saved"] == first["compare"]["saved"]  # the same comparison, not a new one
 
 
+@pytest.mark.slow
 def test_a_changed_eval_option_reruns_evals_compare_and_report_only(full_run):
     runs, args, _ = full_run
     changed = [a if a != "20" else "12" for a in args]
@@ -79,6 +82,7 @@ def test_a_changed_eval_option_reruns_evals_compare_and_report_only(full_run):
     assert {r["num_images"] for r in json.loads(result.stdout)["compare"]["rows"]} == {12}
 
 
+@pytest.mark.slow
 def test_a_step_left_running_by_a_killed_process_is_rerun(full_run):
     runs, args, _ = full_run
     manifest_path = runs / "full" / "run.json"
@@ -98,6 +102,7 @@ def test_a_step_left_running_by_a_killed_process_is_rerun(full_run):
     assert set(others.values()) == {"reused"}, others
 
 
+@pytest.mark.slow
 def test_a_step_running_in_a_live_process_is_not_started_twice(full_run):
     runs, args, _ = full_run
     manifest_path = runs / "full" / "run.json"
@@ -126,6 +131,7 @@ def _live_pid() -> int:
     return os.getpid()  # this test process: alive, and not the pipeline's own
 
 
+@pytest.mark.slow
 def test_one_failing_mode_does_not_stop_the_others(coco_root: Path, tmp_path: Path):
     empty = tmp_path / "no-images"
     empty.mkdir()
@@ -148,6 +154,7 @@ def test_one_failing_mode_does_not_stop_the_others(coco_root: Path, tmp_path: Pa
     assert "quantize-w8a8" in html and "no images in --calib-dir" in html
 
 
+@pytest.mark.slow
 def test_without_coco_it_does_what_needs_no_data_and_says_what_to_pass(tmp_path: Path):
     result = _pipeline(tmp_path / "runs", "bare", "--modes", "w8a16,w8a8", "--coco-root", str(tmp_path / "absent"))
     assert result.returncode == 0, result.stderr
@@ -168,6 +175,7 @@ def test_without_coco_it_does_what_needs_no_data_and_says_what_to_pass(tmp_path:
     assert all(len(line) <= 80 for line in plain.stdout.splitlines()), plain.stdout
 
 
+@pytest.mark.slow
 def test_a_changed_file_is_caught_and_its_step_rerun(tmp_path: Path):
     runs = tmp_path / "runs"
     assert _pipeline(runs, "tamper", "--modes", "w8a16").returncode == 0

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import assert_one_line_error, run_yqt
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _env(runs: Path) -> dict[str, str]:

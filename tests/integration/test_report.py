@@ -1,7 +1,8 @@
 """yqt report: a real run's report opened in a real browser (headless Chromium), failed steps, bad input.
 
 The browser is Debian's ``chromium`` (``/usr/bin/chromium``; ``.ci/run`` installs it where apt-get is
-available), driven by Playwright without its own browser download. Without it these tests skip.
+available), driven by Playwright without its own browser download. Without it these tests skip, and
+fail under ``CI=true`` (tests/markers.py).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import assert_one_line_error, empty_manifest, run_yqt
+from tests.markers import CHROMIUM, chromium_or_skip
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -30,9 +31,7 @@ CHROMIUM_ARGS = [
 
 def browser_check(index: Path, screenshot: Path) -> dict:
     """Load ``index`` from file:// in headless Chromium; return what the page did and showed."""
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does where apt-get exists)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e '.[test]')")
+    sync_api = chromium_or_skip()
     errors: list[str] = []
     requests: list[str] = []
     with sync_api.sync_playwright() as p:
@@ -75,6 +74,7 @@ def report_run(baseline_eval, w8a16_eval) -> Path:
     return Path(baseline_eval.metrics_path).parents[1]
 
 
+@pytest.mark.slow
 def test_report_of_a_real_run_in_a_real_browser(report_run: Path, tmp_path: Path):
     result = run_yqt("report", str(report_run), "--json", runs_dir=report_run.parent)
     doc = json.loads(result.stdout)
@@ -94,7 +94,9 @@ def test_report_of_a_real_run_in_a_real_browser(report_run: Path, tmp_path: Path
     assert w8["status"] == "ok" and 7.9 < w8["mean_weight_bits"] < 8.1
     assert w8["ci95_pt"][0] <= w8["delta_pt"] <= w8["ci95_pt"][1]
     assert w8["size_ratio"] > 3  # int8 weights in a float file: about 3.5× smaller
-    assert w8["verdict"] in ("PASS", "FAIL")
+    # The default --max-drop is 1 pt and w8a16 gains on these 100 images (+0.76 pt on CPU): a PASS that says why.
+    assert doc["max_drop_pt"] == 1.0 and w8["delta_pt"] > -1.0
+    assert w8["verdict"] == "PASS" and "within the -1" in w8["verdict_detail"], w8
     assert not any("re-run yqt eval" in w for w in doc["warnings"]), doc["warnings"]  # curves.json is there
     steps = json.loads((report_run / "run.json").read_text())["steps"]
     (step,) = [s for s in steps if s["name"] == "report"][-1:]
@@ -115,6 +117,7 @@ def baseline_eval_name(run_dir: Path) -> str:
     return path.name.removesuffix("-coco")
 
 
+@pytest.mark.slow
 def test_failed_quantize_step_is_a_failed_row_and_old_evals_still_report(report_run: Path, tmp_path: Path):
     from yqt.errors import YqtError
     from yqt.records import QuantizeConfig

@@ -8,7 +8,8 @@ it) and undrawn images are absent. Ground truth is the real dev set; detections 
 
 The main check uses distinct scores. Scores on a coarse grid (as an int8 model's are) are checked
 too: ties between images agree exactly; ties inside one image and category do not on a resample
-(pycocotools interleaves the copies' tied detections), which is pinned as a known xfail.
+(pycocotools interleaves the copies' tied detections): that difference is bounded, and zero on any
+resample that repeats no image holding such a tie.
 """
 
 from __future__ import annotations
@@ -300,15 +301,37 @@ def test_ties_within_an_image_at_weights_of_one_equal_pycocotools(ties_within_im
     _check(ties_within_images, np.ones(N_IMAGES))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: with a score shared by two detections of one image and category, pycocotools meets a "
-    "repeated image's copies as a1 a2 a1 a2; the weighted re-accumulation as a1 a1 a2 a2 (real w8a8 outputs: "
-    "~1e-4 mAP off on a resample)",
-)
-@pytest.mark.parametrize("seed", SEEDS)
-def test_ties_within_an_image_on_resamples(ties_within_images, seed: int):
-    from yqt.compare import bootstrap_weights
+# The synthetic stress case: 20 images, scores on a 1/32 grid, more than 20 within-image ties. The
+# weighted order (a1 a1 a2 a2) and pycocotools' (a1 a2 a1 a2) hold the same detections, so the
+# cumulative counts agree at the end of every tie block and only points inside one move. Measured
+# here: worst |Δ| 2.6e-4 over seeds 0-2, 8.7e-3 over seeds 0-19 (2 resamples each). On a real w8a8
+# model and 100 images each tie weighs far less: that bound (compare.py's docstring) is measured by
+# benchmarks/bootstrap_ties.py and asserted in tests/integration/test_compare.py.
+SYNTHETIC_TIE_BOUND = 1e-2
 
+
+def pycocotools_on_physical_resample(dataset, detections, image_ids, counts: np.ndarray) -> tuple[float, float]:
+    """(mAP50-95, mAP50) that pycocotools reports on the resample ``counts`` made physical."""
+    gt, dets, new_ids = _physical(dataset, detections, image_ids, counts)
+    want_5095, want_50, _ = _pycocotools_maps(gt, dets, new_ids)
+    return want_5095, want_50
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_ties_within_an_image_on_resamples_stay_within_the_bound(ties_within_images, seed: int):
+    """Not exact (pycocotools interleaves a repeated image's copies of tied detections), but bounded,
+    and equal wherever the resample repeats no image that has such a tie."""
+    from yqt.compare import _map_pair, bootstrap_weights
+
+    dataset, detections, image_ids, matches = ties_within_images
+    within = Counter((d["image_id"], d["category_id"], d["score"]) for d in detections)
+    tied = {image_id for (image_id, _, _), n in within.items() if n > 1}
     for counts in bootstrap_weights(N_IMAGES, RESAMPLES_PER_SEED, seed):
-        _check(ties_within_images, counts)
+        maps = _map_pair(matches, counts[None, :].astype(np.float64))
+        want_5095, want_50 = pycocotools_on_physical_resample(dataset, detections, image_ids, counts)
+        got_5095, got_50 = float(maps["mAP_50_95"][0]), float(maps["mAP_50"][0])
+        assert abs(got_5095 - want_5095) <= SYNTHETIC_TIE_BOUND, (got_5095, want_5095)
+        assert abs(got_50 - want_50) <= SYNTHETIC_TIE_BOUND, (got_50, want_50)
+        repeated_ties = [image_id for image_id, c in zip(image_ids, counts, strict=True) if c > 1 and image_id in tied]
+        if not repeated_ties:
+            assert abs(got_5095 - want_5095) < TOL and abs(got_50 - want_50) < TOL

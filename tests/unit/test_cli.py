@@ -10,14 +10,21 @@ from yqt.cli import app
 runner = CliRunner()
 
 
-def test_help_lists_all_six_commands():
+COMMANDS = ("export", "smoke", "eval", "quantize", "sensitivity", "inspect-graph", "compare", "pipeline", "report")
+
+
+def test_help_lists_all_nine_commands():
+    import typer.main
+
+    assert sorted(typer.main.get_command(app).commands) == sorted(COMMANDS)  # no more, no fewer
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("quantize", "export", "inspect-graph", "smoke", "eval", "compare"):
-        assert command in result.output
+    words = [line.split() for line in result.output.splitlines()]
+    listed = [w[1] for w in words if len(w) > 1 and w[1] in COMMANDS]
+    assert sorted(listed) == sorted(COMMANDS), result.output  # each once, on its own line
 
 
-@pytest.mark.parametrize("command", ["export", "smoke", "eval", "quantize", "inspect-graph", "compare"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_each_command_has_json_and_run_options(command: str):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0

@@ -48,3 +48,31 @@ def test_serial_commands_never_import_ray():
         "    r = CliRunner().invoke(app, [c, '--help'])\n    assert r.exit_code == 0 and '--ray' in r.output"
     )
     assert "ray" not in loaded
+
+
+def test_the_weight_only_check_in_eval_reads_bytes_not_onnx(tmp_path):
+    """eval's session setup decides weight-only QDQ without importing onnx (through ml_dtypes, slower
+    than the ORT session: benchmarks/eval_overhead.py), and agrees with onnx's own reading."""
+    from onnx import TensorProto, helper, save
+
+    def model(ops: list[str], path) -> str:
+        nodes, name = [], "x"
+        for i, op in enumerate(ops):
+            inputs = [name, "s", "z"] if op.endswith("QuantizeLinear") else [name]
+            nodes.append(helper.make_node(op, inputs, [f"t{i}"], name=f"QuantizeLinear_{i}"))  # names do not count
+            name = f"t{i}"
+        inits = [
+            helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]),
+            helper.make_tensor("z", TensorProto.INT8, [], [0]),
+        ]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.INT8, [1])],
+                                  [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1])], inits)  # fmt: skip
+        save(helper.make_model(graph), str(path))
+        return str(path)
+
+    cases = {"weight-only": (["DequantizeLinear", "Relu"], True), "float": (["Relu"], False)}
+    cases["activations"] = (["DequantizeLinear", "QuantizeLinear", "DequantizeLinear"], False)
+    for name, (ops, expected) in cases.items():
+        path = model(ops, tmp_path / f"{name}.onnx")
+        code = f"from yqt.runtime import is_weight_only_qdq\nassert is_weight_only_qdq({path!r}) is {expected}"
+        assert "onnx" not in _modules_after(code), name
