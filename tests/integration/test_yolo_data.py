@@ -38,14 +38,9 @@ def float_on_yolo(baseline_onnx: Path, yolo_yaml: Path, tmp_path_factory: pytest
     return json.loads(result.stdout)
 
 
-def test_eval_on_a_yolo_dataset_matches_the_reference_and_yolo_val(
-    float_on_yolo: dict, baseline_onnx: Path, yolo_yaml: Path, tmp_path: Path
-):
-    """0.4531 ± 0.002 from the independent pycocotools scoring, and within 0.01 of Ultralytics' own
-    val of the same file on the same YAML (its own AP, not pycocotools). Measured: yqt 0.4529,
-    yolo val 0.4480."""
-    from yqt.models import import_ultralytics_keeping_torch_threads, quiet_ultralytics
-
+def test_eval_on_a_yolo_dataset_matches_the_reference(float_on_yolo: dict, yolo_yaml: Path):
+    """0.4531 ± 0.002 from an independent pycocotools scoring of the same labels (measured 0.4529),
+    with the dataset, its labels and the ground truth scored all recorded."""
     doc = float_on_yolo
     assert abs(doc["metrics"]["mAP_50_95"] - REFERENCE_MAP) <= 0.002, doc["metrics"]
     assert doc["num_images"] == 126 and doc["dropped_detections"] == 0
@@ -58,13 +53,23 @@ def test_eval_on_a_yolo_dataset_matches_the_reference_and_yolo_val(
     assert hashlib.sha256(truth.read_bytes()).hexdigest() == doc["annotations_sha256"]
     assert doc["image_ids"][:3] == [139, 285, 632]  # COCO file names keep their COCO ids
 
+
+@pytest.mark.slow
+def test_eval_on_a_yolo_dataset_is_within_0_01_of_yolo_val(
+    float_on_yolo: dict, baseline_onnx: Path, yolo_yaml: Path, tmp_path: Path
+):
+    """Ultralytics' own val of the same file on the same YAML (its own AP, not pycocotools), measured
+    live. Measured: yqt 0.4529, yolo val 0.4480."""
+    from yqt.models import import_ultralytics_keeping_torch_threads, quiet_ultralytics
+
     quiet_ultralytics()
     yolo = import_ultralytics_keeping_torch_threads()
     val = yolo(str(baseline_onnx), task="detect").val(
         data=str(yolo_yaml), imgsz=640, batch=1, rect=False, conf=0.001, iou=0.7, device="cpu", plots=False,
         verbose=False, workers=0, project=str(tmp_path / "ultralytics"), name="val",
     )  # fmt: skip
-    assert abs(doc["metrics"]["mAP_50_95"] - float(val.box.map)) <= 0.01, (doc["metrics"]["mAP_50_95"], val.box.map)
+    ours = float_on_yolo["metrics"]["mAP_50_95"]
+    assert abs(ours - float(val.box.map)) <= 0.01, (ours, val.box.map)
 
 
 def test_the_same_classes_in_another_order_score_exactly_the_same(
