@@ -259,14 +259,14 @@ def _mixed_precision(
 ) -> tuple[layers.LayerPlan, Any, Any]:
     """``--target-bits``: the plan with its 8-bit layers chosen, the report, and the sensitivity
     result when it was measured here (None when read from ``--sensitivity``)."""
-    from yqt import sensitivity as sens
+    from yqt.quant.ranking import load_ranking, measure
     from yqt.records import SensitivityConfig
 
     before, _ = layers.plan_layers(detector.module, mode, plan)
     low = [d.name for d in before if d.quantized and d.bits is not None and d.bits < 8]
     measured = None
     if cfg.sensitivity is not None:
-        ranking = sens.load_ranking(cfg.sensitivity, detector, low, mode.weight_bits)
+        ranking = load_ranking(cfg.sensitivity, detector, low, mode.weight_bits)
         source, digest = Path(cfg.sensitivity).resolve(), sha256_file(Path(cfg.sensitivity))
     else:
         images = calibrate.first_images(calib, cfg.sensitivity_images)
@@ -275,10 +275,10 @@ def _mixed_precision(
             calib_dir=cfg.calib_dir, calib_images=len(images.images),
         )  # fmt: skip
         report = None if progress is None else (lambda d, n: progress("sensitivity (layers)", d, n))
-        measured = sens.measure(detector, images, scfg, report)
+        measured = measure(detector, images, scfg, report)
         ranking = {r.name: to_jsonable(r) for r in measured.layers}
         source, digest = None, hashlib.sha256(json_bytes(measured)).hexdigest()
-    promoted, mixed_report = sens.choose_mixed_precision(before, ranking, cfg.target_bits, source, digest)
+    promoted, mixed_report = mixed.choose_mixed_precision(before, ranking, cfg.target_bits, source, digest)
     return replace(plan, promoted=promoted), mixed_report, measured
 
 

@@ -281,7 +281,7 @@ def eval_shard(
 @dataclass(frozen=True)
 class ProbeShard:
     node: Node
-    scores: list[Any]  # yqt.quant.sensitivity.ProbeScore
+    scores: list[Any]  # yqt.quant.probe.ProbeScore
     timings: dict[str, float]
 
 
@@ -294,8 +294,8 @@ def sensitivity_shard(
         import torch
 
         from yqt.models import load_detector
-        from yqt.quant import sensitivity as probe
-        from yqt.sensitivity import image_batches
+        from yqt.quant import probe
+        from yqt.quant.ranking import image_batches
 
         _require_version(version)
         for image in calib.images:

@@ -762,7 +762,7 @@ class SensitivityConfig:
 class LayerSensitivity:
     name: str
     rank: int  # 1: the layer whose low-bit weights move the head most
-    score: float  # relative squared error of the head logits (see quant.sensitivity)
+    score: float  # relative squared error of the head logits (see quant.probe)
     params: int
     bytes_to_keep_8bit: float  # extra weight bytes to hold it at 8 bits instead of the probe bits
     seconds: float

@@ -1,16 +1,16 @@
 """``yqt sensitivity``: rank every quantizable layer by how much low-bit weights in it alone move the
 detection head, and keep the ranking in the run for ``yqt quantize --target-bits``.
 
-The measurement lives in :mod:`yqt.quant.sensitivity`; this module picks the images, ranks, writes
-``sensitivity/<model>-w<bits>[a8].json`` and its bar chart, and reads such a file back, refusing one
-made for another model.
+The command only: it picks the images, runs the sweep, writes ``sensitivity/<model>-w<bits>[a8].json``
+and its bar chart, and checks the ranking on labels (``--verify-top``). The per-layer probe is
+:mod:`yqt.quant.probe`; measuring and ranking, and reading a ranking back, are :mod:`yqt.quant.ranking`,
+which ``yqt quantize --target-bits`` uses too; choosing the 8-bit layers is :mod:`yqt.quant.mixed`.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,15 +18,10 @@ from typing import Any
 from yqt.errors import YqtError
 from yqt.models import LoadedDetector, load_detector
 from yqt.quant import calibrate
-from yqt.records import CalibrationSet, LayerSensitivity, SensitivityConfig, SensitivityResult
+from yqt.quant.ranking import ProgressFn, measure
+from yqt.records import CalibrationSet, SensitivityConfig, SensitivityResult
 from yqt.runs import Run, atomic_write_bytes, atomic_write_json, maybe_step, record_artifact
 
-ProgressFn = Callable[[int, int], None]
-
-SCORE_TEXT = (
-    "relative squared error of the head's box and class logits against float, with this layer alone at "
-    "the probe bits; higher: keep it at 8 bits"
-)
 MIN_BITS, MAX_BITS = 2, 8
 
 
@@ -40,61 +35,6 @@ def check_config(cfg: SensitivityConfig) -> None:
     if cfg.verify_top < 0:
         raise YqtError(f"--verify-top must be 0 or more, got {cfg.verify_top}", "use e.g. --verify-top 10")
     calibrate.check_count(cfg.calib_images)
-
-
-def image_batches(calib: CalibrationSet, imgsz: int, batch: int) -> list[Any]:
-    import torch
-
-    tensors = calibrate.torch_batches(calib, imgsz)
-    return [torch.cat(tensors[i : i + batch]) for i in range(0, len(tensors), batch)]
-
-
-def rank_layers(scores: Sequence[Any], params: dict[str, int], bits: int) -> tuple[LayerSensitivity, ...]:
-    """Rank 1 is the highest score; ties go by name, so a rerun ranks identically."""
-    order = sorted(scores, key=lambda s: (-s.score, s.layer))
-    rank = {s.layer: i for i, s in enumerate(order, 1)}
-    return tuple(_layer_row(s, rank[s.layer], params[s.layer], bits) for s in scores)
-
-
-def _layer_row(s: Any, rank: int, params: int, bits: int) -> LayerSensitivity:
-    return LayerSensitivity(
-        name=s.layer, rank=rank, score=s.score, params=params,
-        bytes_to_keep_8bit=params * (8 - bits) / 8, seconds=s.seconds,
-    )  # fmt: skip
-
-
-def measure(
-    detector: LoadedDetector,
-    calib: CalibrationSet,
-    cfg: SensitivityConfig,
-    progress: ProgressFn | None = None,
-    cluster: Any = None,
-) -> SensitivityResult:
-    """The sweep on an already loaded float model (left exactly as it was); with ``cluster`` (a
-    :class:`yqt.ray_backend.Cluster`), the layers' probes run in shards on Ray workers."""
-    import torch
-
-    from yqt.quant import sensitivity as probe
-
-    t = time.perf_counter()
-    module = detector.module
-    if cluster is not None:
-        images_s = 0.0  # each shard reads the images itself
-        targets = probe.probe_targets(module)
-        scores, timings = cluster.sweep_layers(cfg, detector.info.sha256, calib, targets, progress)
-    else:
-        batches = image_batches(calib, cfg.imgsz, cfg.batch)
-        images_s = time.perf_counter() - t
-        with torch.no_grad():
-            scores, timings = probe.sweep_layers(
-                module, batches, cfg.bits, cfg.act, cfg.calib_percentile, None, progress
-            )
-    params = {name: int(module.get_submodule(name).weight.numel()) for name in probe.probe_targets(module)}
-    return SensitivityResult(
-        model=detector.info, bits=cfg.bits, act=cfg.act, score=SCORE_TEXT,
-        head_outputs=probe.head_output_convs(module), layers=rank_layers(scores, params, cfg.bits), images=calib,
-        timings={"images_s": images_s, **timings}, config=cfg,
-    )  # fmt: skip
 
 
 def result_name(stem: str, bits: int, act: bool) -> str:
@@ -149,43 +89,6 @@ def sensitivity(
     return result
 
 
-# ------------------------------------------------------------------------------------ reading it back
-
-
-def load_ranking(path: Path, detector: LoadedDetector, layers: Sequence[str], bits: int) -> dict[str, Any]:
-    """A sensitivity JSON for this very model, checked: same weights, same bits, every layer scored."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_bytes())
-        rows = {r["name"]: r for r in doc["layers"]}
-        model, probe_bits = doc["model"], int(doc["bits"])
-    except FileNotFoundError:
-        raise YqtError(f"--sensitivity file not found: {path}", "run yqt sensitivity first") from None
-    except (ValueError, KeyError, TypeError):
-        raise YqtError(
-            f"{path} is not a yqt sensitivity JSON", "pass sensitivity/<model>-w4.json from a yqt sensitivity run"
-        ) from None
-    mine = detector.info
-    if model.get("sha256") != mine.sha256 or model.get("arch") != mine.arch:
-        theirs = f"{model.get('arch')} {str(model.get('sha256'))[:12]}"
-        raise YqtError(
-            f"{path.name} ranks another model ({theirs}), not {mine.arch} {str(mine.sha256)[:12]}",
-            "run yqt sensitivity with the same --weights, or drop --sensitivity to measure it now",
-        )
-    if probe_bits != bits:
-        raise YqtError(
-            f"{path.name} probed {probe_bits}-bit weights, but this mode's weights are {bits}-bit",
-            f"run yqt sensitivity --bits {bits}",
-        )
-    missing = [n for n in layers if n not in rows]
-    if missing:
-        raise YqtError(
-            f"{path.name} has no score for {len(missing)} of the model's layers (e.g. {missing[0]})",
-            "rerun yqt sensitivity on this model; the file may have been edited or made with other --exclude",
-        )
-    return rows
-
-
 # ------------------------------------------------------------------------------------ the chart
 
 
@@ -218,39 +121,6 @@ def bar_chart_png(result: SensitivityResult) -> bytes:
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
-
-
-# ------------------------------------------------------------------------------------ mixed precision
-
-
-def choose_mixed_precision(
-    decisions: Sequence[Any],
-    ranking: dict[str, Any],
-    target_bits: float,
-    source: Path | None,
-    source_sha256: str,
-) -> tuple[tuple[tuple[str, str], ...], Any]:
-    """The layers to keep at 8 bits for ``target_bits``: (layer, why) pairs and the report."""
-    from yqt.quant import mixed
-    from yqt.records import MixedPrecisionReport, PromotedLayer
-
-    bits = {d.name: float(d.bits if d.bits is not None else 32) for d in decisions}
-    params = {d.name: d.params for d in decisions}
-    low = [d for d in decisions if d.quantized and d.bits is not None and d.bits < 8]
-    candidates = [mixed.Candidate(d.name, float(ranking[d.name]["score"]), d.params) for d in low]
-    plan = mixed.choose_high_precision(candidates, bits, params, target_bits)
-    promoted = tuple(
-        PromotedLayer(n, int(ranking[n]["rank"]), float(ranking[n]["score"]), params[n]) for n in plan.high
-    )
-    # One reason for all, so the layer table groups them; each one's rank and score is in the report.
-    why = tuple((p.name, f"--target-bits {target_bits:g}: among the most sensitive per bit") for p in promoted)
-    report = MixedPrecisionReport(
-        target_bits=target_bits, mean_bits=plan.mean_bits, floor_bits=plan.floor_bits, promoted=promoted,
-        sensitivity=source, sensitivity_sha256=source_sha256,
-        rule="greedy: highest sensitivity score per extra weight bit first, while the parameter-weighted "
-        "mean weight bits (float layers at 32) stays within the target",
-    )  # fmt: skip
-    return why, report
 
 
 # ------------------------------------------------------------------------------------ the check on labels
@@ -343,7 +213,7 @@ def verify_ranking(
     """Score the top ``top`` layers by real mAP, each alone at the probe bits, on the labelled sweep images."""
     from yqt.data import prefetch_images
     from yqt.evaluate import category_mapping
-    from yqt.quant import sensitivity as probe
+    from yqt.quant import probe
     from yqt.records import RankingCheck, VerifiedLayer
 
     coco, annotations = labels.coco, labels.source

@@ -39,8 +39,8 @@ def sweep_cli(session_runs: Path, coco_root: Path) -> dict:
 
 
 def _measure(detector, calib):
+    from yqt.quant.ranking import measure
     from yqt.records import SensitivityConfig
-    from yqt.sensitivity import measure
 
     return measure(detector, calib, SensitivityConfig(calib_images=IMAGES, batch=IMAGES))
 
@@ -51,7 +51,7 @@ def test_a_broken_layer_ranks_first_and_the_model_is_left_untouched(calib4, monk
     to the layer that made it (block caching, hooks and undo included), and leaves every weight as it was."""
     import torch
 
-    import yqt.quant.sensitivity as probe
+    import yqt.quant.probe as probe
     from yqt.models import load_detector
 
     detector = load_detector()
@@ -225,7 +225,7 @@ def test_sensitivity_bits_out_of_range(tmp_path: Path, coco_root: Path):
 def test_copy_of_json_keeps_working(sweep_cli: dict, tmp_path: Path):
     """The file is self-contained: copied elsewhere, it still loads for the same model."""
     from yqt.models import load_detector
-    from yqt.sensitivity import load_ranking
+    from yqt.quant.ranking import load_ranking
 
     copy = tmp_path / "ranking.json"
     shutil.copy(sweep_cli["json_path"], copy)

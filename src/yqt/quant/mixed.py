@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from yqt.errors import YqtError
 
@@ -95,3 +97,32 @@ def choose_high_precision(
             spent += extra[c.name]
             chosen.append(c.name)
     return MixedPlan(tuple(chosen), spent / total_params, target_bits, floor)
+
+
+def choose_mixed_precision(
+    decisions: Sequence[Any],
+    ranking: dict[str, Any],
+    target_bits: float,
+    source: Path | None,
+    source_sha256: str,
+) -> tuple[tuple[tuple[str, str], ...], Any]:
+    """The layers to keep at 8 bits for ``target_bits``: (layer, why) pairs and the report."""
+    from yqt.records import MixedPrecisionReport, PromotedLayer
+
+    bits = {d.name: float(d.bits if d.bits is not None else 32) for d in decisions}
+    params = {d.name: d.params for d in decisions}
+    low = [d for d in decisions if d.quantized and d.bits is not None and d.bits < 8]
+    candidates = [Candidate(d.name, float(ranking[d.name]["score"]), d.params) for d in low]
+    plan = choose_high_precision(candidates, bits, params, target_bits)
+    promoted = tuple(
+        PromotedLayer(n, int(ranking[n]["rank"]), float(ranking[n]["score"]), params[n]) for n in plan.high
+    )
+    # One reason for all, so the layer table groups them; each one's rank and score is in the report.
+    why = tuple((p.name, f"--target-bits {target_bits:g}: among the most sensitive per bit") for p in promoted)
+    report = MixedPrecisionReport(
+        target_bits=target_bits, mean_bits=plan.mean_bits, floor_bits=plan.floor_bits, promoted=promoted,
+        sensitivity=source, sensitivity_sha256=source_sha256,
+        rule="greedy: highest sensitivity score per extra weight bit first, while the parameter-weighted "
+        "mean weight bits (float layers at 32) stays within the target",
+    )  # fmt: skip
+    return why, report
