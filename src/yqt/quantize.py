@@ -308,8 +308,13 @@ class PreparedModel:
     sensitivity: SensitivityResult | None = None  # measured for --target-bits (not read from a file)
 
 
-def prepare(cfg: QuantizeConfig, progress: ProgressFn | None = None) -> PreparedModel:
-    """Validate, pick the calibration images, swap the layers and run GPTQ: everything before export."""
+def prepare(
+    cfg: QuantizeConfig, progress: ProgressFn | None = None, solve_gptq: Callable[..., int] | None = None
+) -> PreparedModel:
+    """Validate, pick the calibration images, swap the layers and run GPTQ: everything before export.
+
+    ``solve_gptq`` replaces :func:`yqt.quant.gptq.apply_gptq` (block-sequential): the benchmark passes
+    ``gptq.brevitas_gptq_loop`` to time the previous method on the same images. Not a user option."""
     t0 = time.perf_counter()
     mode = get_mode(cfg.mode)
     opset = cfg.opset or mode.default_opset
@@ -337,8 +342,7 @@ def prepare(cfg: QuantizeConfig, progress: ProgressFn | None = None) -> Prepared
     if mode.low_bit and cfg.gptq:
         t = time.perf_counter()
         batches = calibrate.torch_batches(calib, cfg.imgsz)
-        report = None if progress is None else (lambda d, n: progress("GPTQ (layers)", d, n))
-        solved = gptq.apply_gptq(qmodule, batches, cfg.act_order, report)
+        solved = (solve_gptq or gptq.apply_gptq)(qmodule, batches, cfg.act_order, progress)
         timings["gptq_s"] = time.perf_counter() - t
     return PreparedModel(
         qmodule, detector, mode, opset, decisions, calib, tuple(notes), timings, solved, mixed_report, measured
