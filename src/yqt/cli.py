@@ -97,6 +97,17 @@ Half = Annotated[
 Providers = Annotated[
     str, typer.Option("--providers", help="ORT execution providers in order of preference (comma-separated).")
 ]
+RuntimeOpt = Annotated[
+    str,
+    typer.Option(
+        "--runtime", metavar="ort|openvino",
+        help="Run on ONNX Runtime, or on OpenVINO's CPU device (the yqt[openvino] extra; takes an IR .xml too).",
+    ),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option("--threads", metavar="N", help="Intra-op threads of the runtime.", show_default="the runtime's"),
+]
 OnnxArg = Annotated[Path, typer.Argument(metavar="MODEL.onnx", help="ONNX model file.", show_default=False)]
 ImageOpt = Annotated[
     Path | None, typer.Option("--image", help="Image file.", show_default="Ultralytics assets/bus.jpg")
@@ -235,11 +246,14 @@ def smoke(
             show_default="1 for a trained COCO detector on bus.jpg, else 0 (no expectation)",
         ),
     ] = None,
+    runtime: RuntimeOpt = "ort",
+    threads: Threads = None,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Run one ONNX Runtime inference on a real image and show which provider actually ran."""
+    """Run one ONNX Runtime (or OpenVINO) inference on a real image and show which provider actually ran."""
+    from yqt.backends import check_threads, parse_runtime
     from yqt.records import SmokeConfig
     from yqt.runs import Run
     from yqt.runtime import parse_providers
@@ -255,6 +269,8 @@ def smoke(
         conf=conf,
         require_cuda=require_cuda,
         min_detections=min_detections,
+        runtime=parse_runtime(runtime),
+        threads=check_threads(threads),
     )
     target = Run.for_artifact(onnx, runs_dir, run)
     with out.work():
@@ -310,12 +326,15 @@ def eval_(
     data: DataYaml = None,
     split: Annotated[str, _split_option("val", "to score")] = "val",
     skip_bad_labels: SkipBadLabels = False,
+    runtime: RuntimeOpt = "ort",
+    threads: Threads = None,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Score an ONNX detector with pycocotools on a fixed, deterministic subset of a COCO root or of an
     Ultralytics dataset YAML."""
+    from yqt.backends import check_threads, parse_runtime
     from yqt.evaluate import evaluate
     from yqt.records import EvalConfig
     from yqt.runs import Run
@@ -340,6 +359,8 @@ def eval_(
         data=data,
         split=split,
         skip_bad_labels=skip_bad_labels,
+        runtime=parse_runtime(runtime),
+        threads=check_threads(threads),
     )
     target = Run.for_artifact(onnx, runs_dir, run)
     with out.work(), out.progress("eval") as progress:

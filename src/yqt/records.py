@@ -266,6 +266,39 @@ class ProviderReport:
         return bool(self.requested) and self.used[:1] != self.requested[:1]
 
 
+class Runtime(str, enum.Enum):
+    """Which inference engine runs a model: ONNX Runtime, or OpenVINO (the ``yqt[openvino]`` extra)."""
+
+    ORT = "ort"
+    OPENVINO = "openvino"
+
+
+@dataclass(frozen=True)
+class KernelCensus:
+    """The convolutions as the runtime compiled them, not as the file declares them: ORT's optimized
+    graph (QLinearConv/ConvInteger are int8 kernels) or OpenVINO's runtime model (each convolution's
+    ``runtimePrecision``; u8/i8 are int8 kernels)."""
+
+    convs: int
+    int8_convs: int
+    precisions: Mapping[str, int]  # runtime precision (int8, f32, bf16, ...) → convolutions
+    source: str  # where the census was read
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """The engine that ran a model, its version, the device, and the precision it computed in."""
+
+    runtime: Runtime
+    version: str
+    device: str  # OpenVINO's device (CPU), or the ORT execution provider that ran first
+    # The float precision the runtime computed in: OpenVINO's INFERENCE_PRECISION_HINT (bf16 on a CPU
+    # with AMX/AVX512-BF16, even for an f32 file), or the file's own input precision on ORT.
+    precision: str
+    threads: int | None = None  # intra-op threads asked for (None: the runtime's default)
+    kernels: KernelCensus | None = None
+
+
 @dataclass(frozen=True)
 class SmokeConfig:
     onnx: Path
@@ -275,6 +308,8 @@ class SmokeConfig:
     conf: float = 0.25
     require_cuda: bool = False
     min_detections: int | None = None  # fail below this many at ``conf``; None: 1 for a COCO detector on bus.jpg
+    runtime: Runtime = Runtime.ORT
+    threads: int | None = None  # intra-op threads (None: the runtime's default)
 
 
 @dataclass(frozen=True)
@@ -287,7 +322,7 @@ class Detection:
 
 @dataclass(frozen=True)
 class SmokeResult:
-    SCHEMA: ClassVar[str] = "yqt/smoke/2"
+    SCHEMA: ClassVar[str] = "yqt/smoke/3"
 
     onnx: FileArtifact
     image: Path
@@ -303,6 +338,7 @@ class SmokeResult:
     expectation: str  # where min_detections comes from, in words
     passed: bool
     failure: str | None = None
+    runtime: RuntimeInfo | None = None  # None in documents written before smoke/3
 
 
 # --------------------------------------------------------------------------------------------- eval
@@ -326,6 +362,8 @@ class EvalConfig:
     data: Path | None = None  # an Ultralytics dataset YAML (YOLO labels), instead of a COCO root
     split: str = "val"  # the YAML's split to score
     skip_bad_labels: bool = False  # leave out images whose label file is malformed, instead of refusing
+    runtime: Runtime = Runtime.ORT
+    threads: int | None = None  # intra-op threads (None: the runtime's default)
 
 
 @dataclass(frozen=True)
@@ -392,7 +430,7 @@ class YoloDataset:
 class EvalResult:
     """The metrics document: every number with what produced it."""
 
-    SCHEMA: ClassVar[str] = "yqt/eval/2"
+    SCHEMA: ClassVar[str] = "yqt/eval/3"
 
     name: str
     metrics: CocoMetrics
@@ -445,6 +483,7 @@ class EvalResult:
     nms: NmsSettings | None = None  # set when yqt ran NMS on a raw head output
     dataset: YoloDataset | None = None  # set when scored on an Ultralytics dataset YAML
     dropped_detections: int = 0  # detections of model classes the dataset does not have (not scored)
+    runtime: RuntimeInfo | None = None  # the engine, version, device and precision that ran the model
 
 
 @dataclass(frozen=True)
@@ -630,7 +669,7 @@ class SizeReport:
 
 @dataclass(frozen=True)
 class QuantizeResult:
-    SCHEMA: ClassVar[str] = "yqt/quantize/3"
+    SCHEMA: ClassVar[str] = "yqt/quantize/4"
 
     mode: str
     model: ModelInfo

@@ -367,6 +367,7 @@ def render_smoke(result: SmokeResult, view: View) -> list[Any]:
         ("output contract", result.contract.detail),
         ("expected", f"at least {result.min_detections} detections at score >= {result.conf:g}: {result.expectation}"
                      if result.min_detections else f"no number of detections: {result.expectation}"),
+        *_runtime_rows(result.runtime),
         *(("session option", o) for o in result.providers.session_options),
     ], indent="")  # fmt: skip
     ran_on = ", ".join(p.removesuffix("ExecutionProvider") for p in result.providers.used)
@@ -446,6 +447,7 @@ def render_eval(result: EvalResult, view: View) -> list[Any]:
         *((("contract", result.contract.detail),) if result.contract is not None else ()),
         *((("NMS", _nms_text(result.nms)),) if result.nms is not None else ()),
         ("providers", f"{used} (requested {requested})"),
+        *_runtime_rows(result.runtime),
         *(("note", n) for n in result.provider_notes),
         ("latency", f"median {lat.median_ms:.1f} ms, mean {lat.mean_ms:.1f}, p90 {lat.p90_ms:.1f}"),
         ("time", f"{t.total_s:.1f} s total, inference {t.inference_wall_s:.1f} s (session.run "
@@ -471,6 +473,20 @@ def _dataset_rows(result: EvalResult) -> list[tuple[str, str]]:
         rows.append(("bad labels", f"{len(ds.bad_label_files)} image(s) left out (--skip-bad-labels)"))
     if result.dropped_detections:
         rows.append(("not scored", f"{result.dropped_detections} detections of classes the dataset lacks"))
+    return rows
+
+
+def _runtime_rows(info: Any) -> list[tuple[str, str]]:
+    """``runtime  OpenVINO 2026.4.1 CPU bf16`` and, when read, how many convolutions ran as int8."""
+    if info is None:
+        return []
+    from yqt.backends import runtime_label
+
+    rows = [("runtime", runtime_label(info))]
+    k = info.kernels
+    if k is not None:
+        split = ", ".join(f"{n} {p}" for p, n in k.precisions.items())
+        rows.append(("convs", f"{k.int8_convs}/{k.convs} int8 ({split})"))
     return rows
 
 
