@@ -281,6 +281,53 @@ def smoke(
         raise typer.Exit(1)
 
 
+@app.command(cls=_Command)
+def bench(
+    models: Annotated[
+        list[Path], typer.Argument(metavar="MODEL.onnx...", help="Models to time side by side.", show_default=False)
+    ],
+    runtime: Annotated[
+        str,
+        typer.Option("--runtime", metavar="ort,openvino", help="Runtimes to time each model on (comma-separated)."),
+    ] = "ort",
+    threads: Threads = None,
+    batch: Annotated[int, typer.Option("--batch", metavar="B", help="Images per run (the model's batch).")] = 1,
+    rounds: Annotated[
+        int, typer.Option("--rounds", metavar="R", help="Alternating rounds; ratios and their CI are over rounds.")
+    ] = 20,
+    runs_per_round: Annotated[
+        int, typer.Option("--runs-per-round", metavar="N", help="Timed runs of each model in each round.")
+    ] = 5,
+    warmup: Annotated[int, typer.Option("--warmup", metavar="N", help="Untimed runs of each model first.")] = 5,
+    image: ImageOpt = None,
+    providers: Providers = "cpu",
+    runs_dir: RunsDir = None,
+    run: RunId = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Time every model on every runtime in one process: warmed up, alternating rounds, each ratio
+    against the first model on the first runtime with a CI, and the int8 kernels each runtime ran."""
+    from yqt.backends import check_threads, parse_runtimes
+    from yqt.bench import bench as run_bench
+    from yqt.bench import validate_bench_config
+    from yqt.records import BenchConfig
+    from yqt.runs import Run
+    from yqt.runtime import parse_providers
+    from yqt.ui import render_bench
+
+    out = _output(json_output)
+    cfg = BenchConfig(
+        models=tuple(models), runtimes=parse_runtimes(runtime), threads=check_threads(threads), batch=batch,
+        rounds=rounds, runs_per_round=runs_per_round, warmup=warmup, image=image,
+        providers=parse_providers(providers),
+    )  # fmt: skip
+    validate_bench_config(cfg)  # before a run folder is made
+    target = Run.for_artifact(models[0], runs_dir, run)
+    with out.work(), out.progress("bench", unit="rounds/s") as progress:
+        result = run_bench(cfg, target, progress)
+    out.result(result, render_bench)
+
+
 @app.command("eval", cls=_Command)
 def eval_(
     onnx: OnnxArg,

@@ -341,6 +341,78 @@ class SmokeResult:
     runtime: RuntimeInfo | None = None  # None in documents written before smoke/3
 
 
+# --------------------------------------------------------------------------------------------- bench
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    models: tuple[Path, ...]
+    runtimes: tuple[Runtime, ...] = (Runtime.ORT,)
+    threads: int | None = None  # intra-op threads of every runtime (None: each runtime's default)
+    batch: int = 1
+    rounds: int = 20
+    runs_per_round: int = 5  # timed runs of each cell in each round
+    warmup: int = 5  # untimed runs of each cell before the first round
+    image: Path | None = None  # the input, letterboxed and repeated to the batch (None: bus.jpg)
+    providers: tuple[str, ...] = ("cpu",)  # ORT's providers (OpenVINO runs on its CPU device)
+    seed: int = 0  # of the bootstrap over rounds
+
+
+@dataclass(frozen=True)
+class BenchCell:
+    """One model on one runtime: its latency over every timed run, and its speed against the reference
+    (the first model on the first runtime), paired round by round so that load drift cancels."""
+
+    index: int
+    name: str  # the model's file stem
+    model: FileArtifact
+    runtime: RuntimeInfo
+    session_options: tuple[str, ...]
+    batch: int
+    n: int  # timed runs
+    median_ms: float  # per batch
+    q1_ms: float
+    q3_ms: float
+    iqr_ms: float
+    mean_ms: float
+    throughput_ips: float  # images per second at the median: batch / median
+    ratio: float  # median over rounds of (this cell's round median / the reference's); < 1 is faster
+    ratio_ci95: tuple[float, float]  # bootstrap over rounds of that median
+    round_ms: tuple[float, ...]  # each round's median, in round order
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} on {self.runtime.runtime.value}"
+
+
+@dataclass(frozen=True)
+class BenchHost:
+    """Where and under what load the bench ran: latencies from another machine or load do not compare."""
+
+    cpu_count: int
+    cpu: str
+    load_before: tuple[float, float, float]  # os.getloadavg() when the rounds began
+    load_after: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """``yqt bench``: every model on every runtime in one process, warmed up, timed in alternating rounds."""
+
+    SCHEMA: ClassVar[str] = "yqt/bench/1"
+
+    config: BenchConfig
+    cells: tuple[BenchCell, ...]
+    reference: str  # the label of the cell every ratio is against
+    image: Path
+    host: BenchHost
+    seconds: float
+    created: str
+    versions: Mapping[str, str]
+    bench_path: Path | None = None  # bench/bench.json in the run
+    run_id: str | None = None
+
+
 # --------------------------------------------------------------------------------------------- eval
 
 
