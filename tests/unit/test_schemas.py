@@ -17,6 +17,7 @@ from yqt import schema
 from yqt.schema import SCHEMA_DIR
 
 SNAPSHOT = {
+    "bench-1.json": "f267f73d3eab1225a18b270e965eb3b5c7b41b3e7baa442183b80a31d5cc21b2",
     "compare-1.json": "0a1844d2386a2353332a6296128a7baca17d31ffd2f753e7c483a9c4a5b2a5fc",
     "compare-2.json": "465e565235fe59b4e0bb076a9eaef8e0cdd23aa4fa67cd60a946c8b4217f9df4",
     "curves-1.json": "8e3144cb0d4331e0508f4d28ad57109dc422c6d285d7c73530d19d07f1b60f00",
