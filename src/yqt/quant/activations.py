@@ -270,15 +270,19 @@ def quantize_activations(
     ranges = floor_silu_inputs(model, collect_ranges(model, tensors, arrays, percentile, progress))
     overrides = {t: [{"rmin": np.float32(a), "rmax": np.float32(b)}] for t, (a, b) in ranges.items()}
     input_name = model.graph.input[0].name
+    # TensorRT's explicit quantization takes symmetric signed int8 (zero point 0) only; ORT's uint8 kernels
+    # want the asymmetric uint8 that uses the whole range of a mostly positive activation.
+    symmetric = activations_symmetric(layout)
     with tempfile.TemporaryDirectory(prefix="yqt-qdq-") as work, _root_logging_left_alone():
         staged = Path(work) / "qdq.onnx"
         quantize_static(
             str(float_onnx), str(staged), _OneImage(arrays[0], input_name),
-            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
             op_types_to_quantize=["Conv"] if layout is Layout.TENSORRT else None,
             nodes_to_exclude=excluded,
-            extra_options={"TensorQuantOverrides": overrides, "ActivationSymmetric": False,
+            extra_options={"TensorQuantOverrides": overrides, "ActivationSymmetric": symmetric,
                            "WeightSymmetric": True},
         )  # fmt: skip
         qdq = onnx.load(str(staged))
@@ -286,7 +290,7 @@ def quantize_activations(
         keep_conv_input_qdq_only(qdq)
     replace_weights(qdq, weights)
     onnx.save(qdq, str(out_path))
-    checked, stray = scales_not_from(onnx.load(str(out_path)), ranges)
+    checked, stray = scales_not_from(onnx.load(str(out_path)), ranges, symmetric)
     calibration_s = time.perf_counter() - t0
     return ActivationReport(
         layout=layout.value,
@@ -306,17 +310,26 @@ def quantize_activations(
     )
 
 
-def scales_not_from(model: Any, ranges: Mapping[str, tuple[float, float]]) -> tuple[int, tuple[str, ...]]:
+def activations_symmetric(layout: Layout) -> bool:
+    """Whether a layout's activations are symmetric signed int8 (zero point 0): TensorRT's."""
+    return Layout(layout) is Layout.TENSORRT
+
+
+def scales_not_from(
+    model: Any, ranges: Mapping[str, tuple[float, float]], symmetric: bool = False
+) -> tuple[int, tuple[str, ...]]:
     """(activation QuantizeLinear nodes read, the tensors among them whose scale and zero point are not
     those of any range in ``ranges``). ORT gives a tensor it ties to another (a Slice output, its input)
-    that tensor's parameters, so each pair is looked up among all of yqt's, computed as ORT computes them."""
+    that tensor's parameters, so each pair is looked up among all of yqt's, computed as ORT computes them
+    (uint8 asymmetric, or int8 symmetric for ``symmetric``)."""
     from onnx import TensorProto, numpy_helper
     from onnxruntime.quantization.quant_utils import compute_scale_zp, get_qmin_qmax_for_qType
 
-    qmin, qmax = get_qmin_qmax_for_qType(TensorProto.UINT8, symmetric=False)
+    qtype = TensorProto.INT8 if symmetric else TensorProto.UINT8
+    qmin, qmax = get_qmin_qmax_for_qType(qtype, symmetric=symmetric)
     ours = set()
     for lo, hi in ranges.values():
-        zero, scale = compute_scale_zp(np.float32(lo), np.float32(hi), qmin, qmax)
+        zero, scale = compute_scale_zp(np.float32(lo), np.float32(hi), qmin, qmax, symmetric=symmetric)
         ours.add((float(np.float32(scale)), int(zero)))
     inits = {t.name: t for t in model.graph.initializer}
     qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
