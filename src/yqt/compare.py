@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -82,14 +83,25 @@ class Evaluation:
 
     @property
     def mode(self) -> str:
+        graph = self.graph_mode
+        if graph is not None:  # quantized by another tool: its metadata would call it float
+            return graph
         model = self.doc.get("model") or {}
         mode = model.get("yqt.mode", "")
         precision = model.get("yqt.precision", "")
         return f"{mode} {precision}".strip() or "unknown"
 
+    @functools.cached_property
+    def graph_mode(self) -> str | None:
+        from yqt.graph_label import graph_mode
+
+        return graph_mode(self.doc)
+
     @property
     def mean_weight_bits(self) -> float | None:
         """The model's parameter-weighted weight bits; a float model's precision (32 or 16) when it has none."""
+        if self.graph_mode is not None:
+            return None  # the metadata's precision is the float file's, not this one's
         model = self.doc.get("model") or {}
         bits = model.get("yqt.mean_weight_bits")
         if isinstance(bits, (int, float)) and not isinstance(bits, bool):

@@ -35,6 +35,7 @@ from yqt.data import (
     unletterbox_xyxy,
 )
 from yqt.errors import YqtError
+from yqt.graph_label import file_quantization
 from yqt.records import (
     ClassAP,
     CocoMetrics,
@@ -423,6 +424,7 @@ def evaluate(cfg: EvalConfig, run: Run | None = None, progress: ProgressFn | Non
             dataset=_dataset_record(truth),
             dropped_detections=dropped,
             runtime=runtime_info,
+            graph_quantization=file_quantization(Path(cfg.onnx)) if Path(cfg.onnx).suffix != ".xml" else None,
         )
         if folder is not None:
             atomic_write_json(folder / "metrics.json", result)

@@ -59,6 +59,8 @@ def signed(x: float, digits: int = 2) -> str:
 
 def mode_with_bits(mode: str, bits: float | None) -> str:
     """``w8a8 8b``, ``w4a16 4.50b``; a float baseline by its precision alone (``fp32``)."""
+    if "," in mode:
+        return mode  # what the graph holds, for a file yqt did not quantize: "int8 QDQ, 82/83 convs"
     name, _, precision = mode.partition(" ")
     if name == "baseline":
         return precision or name
@@ -556,6 +558,8 @@ class EvalResult:
     dataset: YoloDataset | None = None  # set when scored on an Ultralytics dataset YAML
     dropped_detections: int = 0  # detections of model classes the dataset does not have (not scored)
     runtime: RuntimeInfo | None = None  # the engine, version, device and precision that ran the model
+    # What the file's graph holds, e.g. "int8 QDQ, 82/83 convs"; None for a float graph (or an IR).
+    graph_quantization: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ anything is written.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,14 +39,25 @@ class EvalDoc:
     def meta(self) -> dict[str, Any]:
         return self.doc.get("model") or {}
 
+    @functools.cached_property
+    def graph_mode(self) -> str | None:
+        """What the graph of a file another tool quantized holds (its metadata would say "fp32")."""
+        from yqt.graph_label import graph_mode
+
+        return graph_mode(self.doc)
+
     @property
     def mode(self) -> str:
+        if self.graph_mode is not None:
+            return self.graph_mode
         mode = str(self.meta.get("yqt.mode") or "unknown")
         precision = self.meta.get("yqt.precision")
         return f"{mode} {precision}" if mode == "baseline" and precision else mode
 
     @property
     def mean_weight_bits(self) -> float | None:
+        if self.graph_mode is not None:
+            return None
         bits = self.meta.get("yqt.mean_weight_bits")
         if isinstance(bits, (int, float)):
             return float(bits)
