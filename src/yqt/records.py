@@ -831,11 +831,14 @@ class CompareRow:
     model: str = ""  # architecture and head, e.g. "yolov10n, nms head"
     short_label: str = ""  # the label without the run when every row is of one run, e.g. "yolov10n-w8a8-qcdq-ptq"
     mean_weight_bits: float | None = None  # parameter-weighted; a float baseline counts 32 (fp32) or 16 (fp16)
+    latency_source: str = "eval"  # "bench": latency_median_ms is a yqt bench's, side by side; "eval": its eval's
+    latency_ratio: float | None = None  # latency / the baseline's (bench: median of per-round ratios)
+    latency_ratio_ci95: tuple[float, float] | None = None  # bench only: bootstrap over rounds
 
 
 @dataclass(frozen=True)
 class CompareResult:
-    SCHEMA: ClassVar[str] = "yqt/compare/2"
+    SCHEMA: ClassVar[str] = "yqt/compare/3"
 
     baseline: str
     rows: tuple[CompareRow, ...]
@@ -850,6 +853,7 @@ class CompareResult:
     left_out: tuple[str, ...] = ()  # evaluations not compared, each with the reason
     saved: Path | None = None  # the result's JSON in the baseline's run
     columns: tuple[str, ...] = ("mAP_50_95", "mAP_50")  # the metrics the table shows (--metrics, --all)
+    latency_note: str = ""  # where the latencies come from: a yqt bench (side by side) or each eval's own timing
 
 
 # --------------------------------------------------------------------------------------------- sensitivity

@@ -1046,7 +1046,26 @@ def _compare_details(result: Any) -> list[tuple[str, str]]:
             f"{r.short_label or r.label}: {', '.join(p.removesuffix('ExecutionProvider') for p in r.providers_used)}"
             for r in rows)))  # fmt: skip
     details.append(("columns", "lat ms: median latency per image; size MB: the ONNX file"))
+    details += _latency_details(result)
     return details
+
+
+def _latency_details(result: Any) -> list[tuple[str, str]]:
+    """Where ``lat ms`` comes from (a bench, side by side, or each eval's own timing) and, for a
+    bench, each model's latency against the baseline's with its CI over rounds."""
+    note = getattr(result, "latency_note", "")
+    if not note:
+        return []
+    rows = [("latency", note.removeprefix("latency: "))]
+    ratios = [
+        f"{r.short_label or r.label} {r.latency_ratio:.3f}x [{lo:.3f}, {hi:.3f}]"
+        for r in result.rows
+        if not r.is_baseline and r.latency_source == "bench" and r.latency_ratio is not None
+        for lo, hi in [r.latency_ratio_ci95 or (r.latency_ratio, r.latency_ratio)]
+    ]
+    if ratios:
+        rows.append(("x base", "; ".join(ratios)))
+    return rows
 
 
 def _compare_result(result: Any, view: View) -> Block:

@@ -72,3 +72,35 @@ def test_bench_refuses_an_ir_on_ort(tmp_path: Path):
     xml.write_bytes(b'<?xml version="1.0"?>\n<net name="x" version="11">\n</net>\n')
     result = run_yqt("bench", str(xml), "--runtime", "ort", runs_dir=tmp_path / "runs")
     assert_one_line_error(result, "model.xml is an OpenVINO IR (.xml)", "--runtime openvino")
+
+
+def test_compare_and_report_show_a_bench_that_covers_the_models_else_label_eval_timings(
+    baseline_onnx: Path, coco_root: Path, tmp_path: Path
+):
+    openvino_or_skip()
+    from yqt.bench import bench
+    from yqt.compare import compare
+    from yqt.evaluate import evaluate
+    from yqt.records import BenchConfig, CompareConfig, EvalConfig, ReportConfig, Runtime
+    from yqt.report import write_report
+    from yqt.runs import Run
+
+    run = Run.open(tmp_path / "runs", "lat")
+    for runtime in (Runtime.ORT, Runtime.OPENVINO):  # one file, two runtimes: two evaluations
+        evaluate(EvalConfig(onnx=baseline_onnx, coco_root=coco_root, max_images=8, runtime=runtime), run)
+    ccfg = CompareConfig(inputs=(str(run.root),), bootstrap=0, baseline=baseline_onnx.stem)
+    before = compare(ccfg)
+    assert {r.latency_source for r in before.rows} == {"eval"} and "not side by side" in before.latency_note
+
+    result = bench(BenchConfig(models=(baseline_onnx,), runtimes=(Runtime.ORT, Runtime.OPENVINO), threads=2,
+                               rounds=3, runs_per_round=1, warmup=1), run)  # fmt: skip
+    after = compare(ccfg)
+    cells = {c.runtime.runtime.value: c for c in result.cells}
+    rows = {r.name: r for r in after.rows}
+    assert {r.latency_source for r in after.rows} == {"bench"} and "yqt bench" in after.latency_note
+    assert rows[baseline_onnx.stem].latency_median_ms == cells["ort"].median_ms
+    assert rows[f"{baseline_onnx.stem}-openvino"].latency_median_ms == cells["openvino"].median_ms
+    assert rows[f"{baseline_onnx.stem}-openvino"].latency_ratio == pytest.approx(cells["openvino"].ratio)
+    report = write_report(ReportConfig(run=run.root, bootstrap=0))
+    assert any("yqt bench" in w for w in report.warnings)
+    assert {r.name: r.latency_median_ms for r in report.rows}[baseline_onnx.stem] == cells["ort"].median_ms
