@@ -27,7 +27,7 @@ import numpy as np
 
 from yqt.backends import check_threads, open_model, require_model_file
 from yqt.errors import YqtError
-from yqt.records import BenchCell, BenchConfig, BenchHost, BenchResult, FileArtifact, RuntimeInfo
+from yqt.records import BenchCell, BenchConfig, BenchHost, BenchResult, FileArtifact, Runtime, RuntimeInfo
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,18 @@ def validate_bench_config(cfg: BenchConfig) -> None:
         if value < least:
             raise YqtError(f"{option} must be at least {least}, got {value}", f"pass e.g. {option} {max(least, 5)}")
     for model in cfg.models:
+        if not any(runs_on(Path(model), r) for r in cfg.runtimes):
+            require_model_file(Path(model), cfg.runtimes[0])  # says why, in one line
         for runtime in cfg.runtimes:
-            require_model_file(Path(model), runtime)
+            if runs_on(Path(model), runtime):
+                require_model_file(Path(model), runtime)
+
+
+def runs_on(model: Path, runtime: Runtime) -> bool:
+    """Whether ``runtime`` can run the file at all: an OpenVINO IR runs on OpenVINO only."""
+    from yqt.filetypes import model_kind
+
+    return not (runtime is Runtime.ORT and model.is_file() and model_kind(model) == "openvino-ir")
 
 
 class _Cell:
@@ -146,8 +156,12 @@ def bench(cfg: BenchConfig, run: Any = None, progress: ProgressFn | None = None)
     image = Path(cfg.image) if cfg.image else default_smoke_image()
     bgr = read_image(image)
     cells: list[_Cell] = []
+    skipped = []
     for model in (Path(m) for m in cfg.models):
         for runtime in cfg.runtimes:
+            if not runs_on(model, runtime):
+                skipped.append(f"{model.name} on {runtime.value}: an OpenVINO IR runs on OpenVINO only")
+                continue
             session, report, info = open_model(model, runtime, cfg.providers, spin=False, threads=cfg.threads)
             cell = _Cell(len(cells), model, session, info, report.session_options)
             cell.feed = _feed(session, model, bgr, cfg.batch)
@@ -178,6 +192,7 @@ def bench(cfg: BenchConfig, run: Any = None, progress: ProgressFn | None = None)
             versions=package_versions(),
             bench_path=(run.root / "bench" / "bench.json").resolve() if run is not None else None,
             run_id=run.run_id if run is not None else None,
+            skipped=tuple(skipped),
         )
         if run is not None:
             record_artifact(step, atomic_write_json(run.root / "bench" / "bench.json", result), "bench")

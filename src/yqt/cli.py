@@ -454,7 +454,11 @@ def quantize(
     act_order: Annotated[bool, typer.Option("--act-order", help="GPTQ in order of activation magnitude.")] = False,
     layout: Annotated[
         str,
-        typer.Option("--layout", help="Activation Q/DQ: ort (int8 kernels on ORT CPU) or tensorrt (conv inputs only)."),
+        typer.Option(
+            "--layout",
+            help="Activation Q/DQ: ort (int8 kernels on ORT CPU), tensorrt (conv inputs, symmetric int8) or "
+            "openvino (conv inputs, uint8).",
+        ),
     ] = "ort",
     simplifier: Annotated[
         str, typer.Option("--simplifier", help="Tool for the -opt copy: onnxslim or onnxsim.")

@@ -413,6 +413,7 @@ class BenchResult:
     versions: Mapping[str, str]
     bench_path: Path | None = None  # bench/bench.json in the run
     run_id: str | None = None
+    skipped: tuple[str, ...] = ()  # model x runtime cells that cannot run (an IR on ORT), each with why
 
 
 # --------------------------------------------------------------------------------------------- eval
@@ -597,10 +598,14 @@ class EvalCurves:
 
 class Layout(str, enum.Enum):
     """Where activation Q/DQ go: ``ort`` quantizes conv outputs and the ops between convs, so ORT CPU
-    fuses int8 kernels; ``tensorrt`` quantizes conv inputs only, as TensorRT's explicit mode wants."""
+    fuses int8 kernels; ``tensorrt`` quantizes conv inputs only, symmetric int8 with zero point 0, as
+    TensorRT's explicit mode wants; ``openvino`` quantizes conv inputs only, uint8 with a zero point,
+    which OpenVINO's low-precision transformations run as int8 convolutions without requantizing
+    between them."""
 
     ORT = "ort"
     TENSORRT = "tensorrt"
+    OPENVINO = "openvino"
 
 
 class Simplifier(str, enum.Enum):

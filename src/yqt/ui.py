@@ -421,6 +421,7 @@ def render_bench(result: Any, view: View) -> list[Any]:
                  f"{host.load_after[0]:.2f} after"),
         *((f"cell {c.index + 1}", f"{c.label}: {', '.join(c.session_options)}") for c in result.cells
           if view.verbose),
+        *(("not run", s) for s in result.skipped),
     ], indent="")  # fmt: skip
     fastest = min(result.cells, key=lambda c: c.ratio)
     headline = (

@@ -17,7 +17,7 @@ from yqt import schema
 from yqt.schema import SCHEMA_DIR
 
 SNAPSHOT = {
-    "bench-1.json": "f267f73d3eab1225a18b270e965eb3b5c7b41b3e7baa442183b80a31d5cc21b2",
+    "bench-1.json": "5c02001eb5c2156675d69ac2e0799b1086b47fabb5abd12aa4516613b62f6aeb",
     "compare-1.json": "0a1844d2386a2353332a6296128a7baca17d31ffd2f753e7c483a9c4a5b2a5fc",
     "compare-2.json": "465e565235fe59b4e0bb076a9eaef8e0cdd23aa4fa67cd60a946c8b4217f9df4",
     "compare-3.json": "f3277a902b610e6f60ea3137659f642ccae11310c6346a030258c000e019d68c",
@@ -36,7 +36,7 @@ SNAPSHOT = {
     "quantize-1.json": "7eed56f343e1c251a00bd9c77fc5378c88d86912df6c52c5526284fa7ecdddc4",
     "quantize-2.json": "c884208433d1d6f6a3e32d64405f49983a0195ef7f852c47575f0f5db7963611",
     "quantize-3.json": "9fa5a0dc097301d985451a1219a72090ce407402612240f53dbe84135f934846",
-    "quantize-4.json": "e22b37d1602ad624e1046927d0cbda0acb568574e22182f4f07aeff4b23c6426",
+    "quantize-4.json": "1dfe2c92b5948dfb9ac049a8918273e6e9faca5e76b8e6c5c06287a0c58ff31c",
     "report-1.json": "edc356c6048ab85defe4ab66e7b0bd541ce9a72226820f8a81490e17cf5ccfe9",
     "run-1.json": "87a8d074939bb05868cf7180dd1ab7af6c93a6c650de1adf8c9c4059b78b7e89",
     "run-2.json": "854776d123e34516ee65f63aa127ba97342cb822f04f3cd927aa60c272e3fa0a",

@@ -43,3 +43,10 @@ def test_symmetric_int8_passes_and_uint8_or_a_nonzero_point_fails():
 
 def test_only_the_tensorrt_layout_is_symmetric():
     assert activations_symmetric(Layout.TENSORRT) and not activations_symmetric(Layout.ORT)
+
+
+def test_the_openvino_layout_is_conv_inputs_only_and_asymmetric_uint8():
+    from yqt.quant.activations import conv_inputs_only
+
+    assert conv_inputs_only(Layout.OPENVINO) and conv_inputs_only(Layout.TENSORRT) and not conv_inputs_only(Layout.ORT)
+    assert not activations_symmetric(Layout.OPENVINO)

@@ -280,13 +280,13 @@ def quantize_activations(
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-            op_types_to_quantize=["Conv"] if layout is Layout.TENSORRT else None,
+            op_types_to_quantize=["Conv"] if conv_inputs_only(layout) else None,
             nodes_to_exclude=excluded,
             extra_options={"TensorQuantOverrides": overrides, "ActivationSymmetric": symmetric,
                            "WeightSymmetric": True},
         )  # fmt: skip
         qdq = onnx.load(str(staged))
-    if layout is Layout.TENSORRT:
+    if conv_inputs_only(layout):
         keep_conv_input_qdq_only(qdq)
     replace_weights(qdq, weights)
     onnx.save(qdq, str(out_path))
@@ -308,6 +308,11 @@ def quantize_activations(
         scales_checked=checked,
         scales_not_from_calibration=stray,
     )
+
+
+def conv_inputs_only(layout: Layout) -> bool:
+    """Whether a layout puts activation Q/DQ on conv inputs only (TensorRT's and OpenVINO's)."""
+    return Layout(layout) in (Layout.TENSORRT, Layout.OPENVINO)
 
 
 def activations_symmetric(layout: Layout) -> bool:

@@ -75,6 +75,8 @@ def run_gate(
         checks.append(_activation_check(census.layers, planned_q))
         if activations is not None:
             checks.append(activation_ranges_check(activations))
+        if activations is not None and activations.layout == "openvino":
+            checks += openvino_kernels_check(path, len(planned_q))
         if activations is not None and activations.layout == "tensorrt":
             checks.append(activation_zero_points_check(onnx.load(str(path), load_external_data=False)))
         if activations is not None and activations.int8_convs_expected is not None:
@@ -142,3 +144,20 @@ def activation_zero_points_check(model: Any) -> GateCheck:
         else f"{len(bad)} of {checked} activation Q/DQ nodes are not int8 with zero point 0, e.g. {bad[0]}"
     )
     return GateCheck("activation_zero_points", not bad and checked > 0, detail)
+
+
+def openvino_kernels_check(path: Path, expected: int) -> list[GateCheck]:
+    """The openvino layout: how many convolutions OpenVINO's CPU plugin compiled as int8 kernels (read
+    from its runtime model). Without OpenVINO (the yqt[openvino] extra) there is nothing to check."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return []
+    from yqt.runtime_openvino import open_openvino
+
+    _, _, info = open_openvino(Path(path))
+    k = info.kernels
+    got = k.int8_convs if k is not None else 0
+    total = k.convs if k is not None else "?"
+    detail = f"OpenVINO {info.version} CPU runs {got} of {total} convs as int8 kernels, {expected} expected"
+    return [GateCheck("openvino_int8_kernels", got >= expected, detail)]
