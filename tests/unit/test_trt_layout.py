@@ -50,3 +50,23 @@ def test_the_openvino_layout_is_conv_inputs_only_and_asymmetric_uint8():
 
     assert conv_inputs_only(Layout.OPENVINO) and conv_inputs_only(Layout.TENSORRT) and not conv_inputs_only(Layout.ORT)
     assert not activations_symmetric(Layout.OPENVINO)
+
+
+def test_attention_probabilities_keep_their_whole_range():
+    from onnx import TensorProto, helper
+
+    from yqt.quant.activations import keep_probabilities_whole, probability_tensors
+
+    nodes = [
+        helper.make_node("Softmax", ["x"], ["p"], name="softmax", axis=-1),
+        helper.make_node("Transpose", ["p"], ["pt"], name="t", perm=[1, 0]),
+        helper.make_node("MatMul", ["pt", "v"], ["y"], name="mm"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4, 4]) for n in ("x", "v")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])],
+    )  # fmt: skip
+    model = helper.make_model(graph)
+    assert probability_tensors(model) == {"p", "pt"}
+    ranges = {"p": (0.0, 0.33), "pt": (0.0, 0.33), "y": (-2.0, 3.0)}
+    assert keep_probabilities_whole(model, ranges) == {"p": (0.0, 1.0), "pt": (0.0, 1.0), "y": (-2.0, 3.0)}
