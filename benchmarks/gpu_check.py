@@ -4,7 +4,11 @@
 2. ``yqt quantize --mode w8a16`` in auto mode: the same device choice for the Brevitas export; and,
    when the dev set is present, ``--mode w8a8`` (CPU export, int8 QDQ) to see it run on CUDA too;
 3. ``yqt smoke --require-cuda`` on both files: exit 1 if CUDA did not attach;
-4. ``yqt eval`` on the CUDA execution provider (first 100 ids when the dev set is present).
+4. ``yqt eval`` on the CUDA execution provider (first 100 ids when the dev set is present);
+5. with the dev set: ``--mode w8a8 --layout tensorrt`` (symmetric int8 activations, zero point 0,
+   gated), run on ORT's TensorRT execution provider (``smoke --providers tensorrt,cuda,cpu``: which
+   provider actually ran), and, where the ``tensorrt`` package is installed, parsed by TensorRT's own
+   ONNX parser and built into an INT8 engine (explicit quantization).
 
     python benchmarks/gpu_check.py [--coco-root DIR]
 """
@@ -56,6 +60,43 @@ def main() -> None:
                         f"  eval {model.name}: mAP50-95 {ev['metrics']['mAP_50_95']:.4f} on {ev['providers_used']}, "
                         f"median {ev['latency']['median_ms']:.2f} ms"
                     )
+
+        if (args.coco_root / "train2017").is_dir():
+            tensorrt_layout(args.coco_root, tmp)
+
+
+def tensorrt_layout(coco_root: Path, runs_dir: str) -> None:
+    common = ("--runs-dir", runs_dir, "--run", "gpu-trt")
+    q = yqt("quantize", "--mode", "w8a8", "--layout", "tensorrt", "--coco-root", str(coco_root), *common)
+    for check in q.get("gate", {}).get("checks", []):
+        if check["name"] in ("activation_zero_points", "activation_ranges"):
+            print(f"  gate {check['name']}: {'pass' if check['passed'] else 'FAIL'} ({check['detail']})")
+    model = Path(runs_dir) / "gpu-trt" / "onnx" / "yolov10n-w8a8-qcdq-ptq.onnx"
+    if not model.is_file():
+        print("  tensorrt layout: no file to run")
+        return
+    smoke = yqt("smoke", str(model), "--providers", "tensorrt,cuda,cpu", *common)
+    if smoke:
+        print(f"  ORT TensorRT EP: used {smoke['providers']['used']}, notes {smoke['providers']['notes']}, "
+              f"median {smoke['latency']['median_ms']:.2f} ms, {smoke['num_detections']} detections")
+    try:
+        import tensorrt as trt
+    except ImportError:
+        print("  TensorRT's own parser: the tensorrt package is not installed")
+        return
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(model.read_bytes()):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        print(f"  TensorRT {trt.__version__} parser FAILED: {errors[:3]}")
+        return
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.INT8)
+    engine = builder.build_serialized_network(network, config)
+    print(f"  TensorRT {trt.__version__}: parsed {network.num_layers} layers; INT8 engine "
+          f"{'built (' + str(engine.nbytes) + ' bytes)' if engine is not None else 'FAILED to build'}")
 
 
 if __name__ == "__main__":

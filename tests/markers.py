@@ -63,3 +63,11 @@ def cuda_or_skip() -> None:
     ok, reason = cuda_status()
     if not ok:
         pytest.skip(f"no CUDA: {reason}")
+
+
+def openvino_or_skip() -> None:
+    """OpenVINO is the optional ``yqt[openvino]`` extra (in the ``test`` extra)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        pytest.skip("OpenVINO absent: pip install 'yqt[openvino]' (or the test extra)")

@@ -117,6 +117,17 @@ Half = Annotated[
 Providers = Annotated[
     str, typer.Option("--providers", help="ORT execution providers in order of preference (comma-separated).")
 ]
+RuntimeOpt = Annotated[
+    str,
+    typer.Option(
+        "--runtime", metavar="ort|openvino",
+        help="Run on ONNX Runtime, or on OpenVINO's CPU device (the yqt[openvino] extra; takes an IR .xml too).",
+    ),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option("--threads", metavar="N", help="Intra-op threads of the runtime.", show_default="the runtime's"),
+]
 OnnxArg = Annotated[Path, typer.Argument(metavar="MODEL.onnx", help="ONNX model file.", show_default=False)]
 ImageOpt = Annotated[
     Path | None, typer.Option("--image", help="Image file.", show_default="Ultralytics assets/bus.jpg")
@@ -280,11 +291,14 @@ def smoke(
             show_default="1 for a trained COCO detector on bus.jpg, else 0 (no expectation)",
         ),
     ] = None,
+    runtime: RuntimeOpt = "ort",
+    threads: Threads = None,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Run one ONNX Runtime inference on a real image and show which provider actually ran."""
+    """Run one ONNX Runtime (or OpenVINO) inference on a real image and show which provider actually ran."""
+    from yqt.backends import check_threads, parse_runtime
     from yqt.records import SmokeConfig
     from yqt.runs import Run
     from yqt.runtime import parse_providers
@@ -300,6 +314,8 @@ def smoke(
         conf=conf,
         require_cuda=require_cuda,
         min_detections=min_detections,
+        runtime=parse_runtime(runtime),
+        threads=check_threads(threads),
     )
     target = Run.for_artifact(onnx, runs_dir, run)
     with out.work():
@@ -308,6 +324,53 @@ def smoke(
     if not result.passed:
         out.failure(result.failure or "smoke check failed")
         raise typer.Exit(1)
+
+
+@app.command(cls=_Command)
+def bench(
+    models: Annotated[
+        list[Path], typer.Argument(metavar="MODEL.onnx...", help="Models to time side by side.", show_default=False)
+    ],
+    runtime: Annotated[
+        str,
+        typer.Option("--runtime", metavar="ort,openvino", help="Runtimes to time each model on (comma-separated)."),
+    ] = "ort",
+    threads: Threads = None,
+    batch: Annotated[int, typer.Option("--batch", metavar="B", help="Images per run (the model's batch).")] = 1,
+    rounds: Annotated[
+        int, typer.Option("--rounds", metavar="R", help="Alternating rounds; ratios and their CI are over rounds.")
+    ] = 20,
+    runs_per_round: Annotated[
+        int, typer.Option("--runs-per-round", metavar="N", help="Timed runs of each model in each round.")
+    ] = 5,
+    warmup: Annotated[int, typer.Option("--warmup", metavar="N", help="Untimed runs of each model first.")] = 5,
+    image: ImageOpt = None,
+    providers: Providers = "cpu",
+    runs_dir: RunsDir = None,
+    run: RunId = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Time every model on every runtime in one process: warmed up, alternating rounds, each ratio
+    against the first model on the first runtime with a CI, and the int8 kernels each runtime ran."""
+    from yqt.backends import check_threads, parse_runtimes
+    from yqt.bench import bench as run_bench
+    from yqt.bench import validate_bench_config
+    from yqt.records import BenchConfig
+    from yqt.runs import Run
+    from yqt.runtime import parse_providers
+    from yqt.ui import render_bench
+
+    out = _output(json_output)
+    cfg = BenchConfig(
+        models=tuple(models), runtimes=parse_runtimes(runtime), threads=check_threads(threads), batch=batch,
+        rounds=rounds, runs_per_round=runs_per_round, warmup=warmup, image=image,
+        providers=parse_providers(providers),
+    )  # fmt: skip
+    validate_bench_config(cfg)  # before a run folder is made
+    target = Run.for_artifact(models[0], runs_dir, run)
+    with out.work(), out.progress("bench", unit="rounds/s") as progress:
+        result = run_bench(cfg, target, progress)
+    out.result(result, render_bench)
 
 
 @app.command("eval", cls=_Command)
@@ -356,12 +419,15 @@ def eval_(
         bool, typer.Option("--force", help="Score even images the model was calibrated on (inflates mAP).")
     ] = False,
     ray: RayAddress = None,
+    runtime: RuntimeOpt = "ort",
+    threads: Threads = None,
     runs_dir: RunsDir = None,
     run: RunId = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Score an ONNX detector with pycocotools on a fixed, deterministic subset of a COCO root or of an
     Ultralytics dataset YAML."""
+    from yqt.backends import check_threads, parse_runtime
     from yqt.evaluate import evaluate
     from yqt.records import EvalConfig
     from yqt.runs import Run
@@ -386,6 +452,8 @@ def eval_(
         data=data,
         split=split,
         skip_bad_labels=skip_bad_labels,
+        runtime=parse_runtime(runtime),
+        threads=check_threads(threads),
     )
     target = Run.for_artifact(onnx, runs_dir, run)
     with _cluster(ray) as cluster, out.work(), out.progress("eval") as progress:
@@ -432,7 +500,11 @@ def quantize(
     act_order: Annotated[bool, typer.Option("--act-order", help="GPTQ in order of activation magnitude.")] = False,
     layout: Annotated[
         str,
-        typer.Option("--layout", help="Activation Q/DQ: ort (int8 kernels on ORT CPU) or tensorrt (conv inputs only)."),
+        typer.Option(
+            "--layout",
+            help="Activation Q/DQ: ort (int8 kernels on ORT CPU), tensorrt (conv inputs, symmetric int8) or "
+            "openvino (conv inputs, uint8).",
+        ),
     ] = "ort",
     simplifier: Annotated[
         str, typer.Option("--simplifier", help="Tool for the -opt copy: onnxslim or onnxsim.")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -83,14 +84,25 @@ class Evaluation:
 
     @property
     def mode(self) -> str:
+        graph = self.graph_mode
+        if graph is not None:  # quantized by another tool: its metadata would call it float
+            return graph
         model = self.doc.get("model") or {}
         mode = model.get("yqt.mode", "")
         precision = model.get("yqt.precision", "")
         return f"{mode} {precision}".strip() or "unknown"
 
+    @functools.cached_property
+    def graph_mode(self) -> str | None:
+        from yqt.graph_label import graph_mode
+
+        return graph_mode(self.doc)
+
     @property
     def mean_weight_bits(self) -> float | None:
         """The model's parameter-weighted weight bits; a float model's precision (32 or 16) when it has none."""
+        if self.graph_mode is not None:
+            return None  # the metadata's precision is the float file's, not this one's
         model = self.doc.get("model") or {}
         bits = model.get("yqt.mean_weight_bits")
         if isinstance(bits, (int, float)) and not isinstance(bits, bool):
@@ -422,11 +434,12 @@ def compare(cfg: CompareConfig) -> CompareResult:
         replace(_row(e, baseline, cis.get(e.label), cfg.max_drop_pt), short_label=short)
         for e, short in zip(ordered, shorts, strict=True)
     )
+    rows, latency_note = _with_latencies(rows, ordered)
     passed = all(r.within_max_drop is not False for r in rows)
     result = CompareResult(
         baseline=baseline.label, rows=rows, bootstrap=cfg.bootstrap, seed=cfg.seed, max_drop_pt=cfg.max_drop_pt,
         max_drop_metric=MAX_DROP_METRIC, passed=passed, warnings=tuple(warnings), plot=cfg.plot,
-        markdown=cfg.markdown, left_out=tuple(left_out), columns=columns,
+        markdown=cfg.markdown, left_out=tuple(left_out), columns=columns, latency_note=latency_note,
     )  # fmt: skip
     if cfg.markdown is not None:
         atomic_write_text(cfg.markdown, to_markdown(result))
@@ -434,6 +447,21 @@ def compare(cfg: CompareConfig) -> CompareResult:
         nothing = "--plot: no model besides the baseline, so no chart was written"
         result = replace(result, plot=None, warnings=(*result.warnings, nothing))
     return _save_in_baseline_run(result, baseline, cfg)
+
+
+def _with_latencies(rows: tuple[CompareRow, ...], ordered: list[Evaluation]) -> tuple[tuple[CompareRow, ...], str]:
+    """A bench's side-by-side latencies where one covers every row, else each eval's own (labelled)."""
+    from yqt.bench_latency import pick_latency
+
+    pick = pick_latency([e.doc for e in ordered], [e.path for e in ordered], baseline=0)
+    out = []
+    for i, row in enumerate(rows):
+        ms = pick.median_ms.get(i)
+        out.append(replace(
+            row, latency_median_ms=float("nan") if ms is None else float(ms), latency_source=pick.source,
+            latency_ratio=pick.ratio.get(i), latency_ratio_ci95=pick.ratio_ci95.get(i),
+        ))  # fmt: skip
+    return tuple(out), pick.note
 
 
 def _save_in_baseline_run(result: CompareResult, baseline: Evaluation, cfg: CompareConfig) -> CompareResult:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from yqt.backends import open_model, run_name
 from yqt.data import (
     COCO80_TO_91,
     LabelledImages,
@@ -35,7 +36,7 @@ from yqt.data import (
     unletterbox_xyxy,
 )
 from yqt.errors import YqtError
-from yqt.filetypes import require_onnx_file
+from yqt.graph_label import file_quantization
 from yqt.provenance import calibration_overlap
 from yqt.records import (
     ClassAP,
@@ -65,7 +66,6 @@ from yqt.runtime import (
     decoded_metadata,
     image_rows,
     input_spec,
-    open_session,
     require_contract,
 )
 from yqt.schema import IMAGE_IDS
@@ -77,7 +77,10 @@ ProgressFn = Callable[[int, int], None]
 
 
 def validate_eval_config(cfg: EvalConfig) -> None:
-    require_onnx_file(Path(cfg.onnx))  # a missing or non-ONNX file is named before any COCO data is read
+    from yqt.backends import check_threads, require_model_file
+
+    require_model_file(Path(cfg.onnx), cfg.runtime)  # a missing or non-model file is named before any data is read
+    check_threads(cfg.threads)
     if not 0.0 <= cfg.conf < 1.0:
         raise YqtError(f"--conf must be in [0, 1), got {cfg.conf}", "use the COCO default --conf 0.001")
     if not 1 <= cfg.max_det <= 300:
@@ -343,7 +346,9 @@ def evaluate(
     selection = select_image_ids(truth.order, cfg.max_images, ids_list, in_given_order=truth.in_name_order)
     items = _image_items(truth, selection.ids)
     # No spinning: decoding and COCO matching run beside inference on the same cores (7% faster here).
-    session, providers = open_session(Path(cfg.onnx), cfg.providers, spin=False)
+    session, providers, runtime_info = open_model(
+        Path(cfg.onnx), cfg.runtime, cfg.providers, spin=False, threads=cfg.threads
+    )
     contract = require_contract(session, Path(cfg.onnx))
     categories = coco.loadCats(coco.getCatIds())
     names = model_class_names(session, contract, Path(cfg.onnx), len(categories))
@@ -352,7 +357,7 @@ def evaluate(
     warnings = list(selection.warnings) + _dataset_notes(truth) + category_notes
     warnings += _calibration_check(session, items, cfg.force)
     input_name, imgsz, dtype = input_spec(session)
-    name = cfg.name or Path(cfg.onnx).stem
+    name = cfg.name or run_name(Path(cfg.onnx), cfg.runtime)
 
     with maybe_step(run, f"eval-{name}", cfg) as step:
         for warning in warnings:
@@ -431,6 +436,8 @@ def evaluate(
             nms=nms,
             dataset=_dataset_record(truth),
             dropped_detections=dropped,
+            runtime=runtime_info,
+            graph_quantization=file_quantization(Path(cfg.onnx)) if Path(cfg.onnx).suffix != ".xml" else None,
         )
         if folder is not None:
             atomic_write_json(folder / "metrics.json", result)

@@ -37,7 +37,30 @@ def describe(head: bytes) -> str | None:
     text = head.lstrip()[:1]
     if text in (b"{", b"["):
         return "a JSON or text file"
+    if is_openvino_ir(head):
+        return OPENVINO_IR
+    if text == b"<":
+        return "an XML or HTML file"
     return None
+
+
+OPENVINO_IR = "an OpenVINO IR (.xml)"
+_HEAD_BYTES = 512  # enough to see an OpenVINO IR's <net> element after the XML declaration
+
+
+def is_openvino_ir(head: bytes) -> bool:
+    """An OpenVINO IR's .xml: ``<?xml ...?>`` (or nothing) then ``<net name=...``."""
+    text = head.lstrip()
+    return text.startswith((b"<?xml", b"<net")) and b"<net" in text
+
+
+def model_kind(path: Path) -> str | None:
+    """``"onnx"``, ``"openvino-ir"``, or None for a file that is plainly neither (see :func:`describe`)."""
+    with open(path, "rb") as fh:
+        head = fh.read(_HEAD_BYTES)
+    if is_openvino_ir(head):
+        return "openvino-ir"
+    return "onnx" if describe(head) is None else None
 
 
 def require_onnx_file(path: Path) -> None:
@@ -46,7 +69,12 @@ def require_onnx_file(path: Path) -> None:
     if not path.is_file():
         raise YqtError(f"ONNX model not found: {path}", "pass the path of an .onnx file, e.g. runs/<id>/onnx/*.onnx")
     with open(path, "rb") as fh:
-        what = describe(fh.read(16))
+        what = describe(fh.read(_HEAD_BYTES))
+    if what == OPENVINO_IR:
+        raise YqtError(
+            f"{path.name} is {what}; this command runs ONNX models on ONNX Runtime only",
+            "pass the .onnx file the IR was made from, or run the IR with --runtime openvino (smoke, eval, bench)",
+        )
     if what is not None:
         raise YqtError(
             f"{path.name} is {what}, not an ONNX model",

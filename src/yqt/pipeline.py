@@ -346,9 +346,9 @@ class _Plan:
 
 
 def step_count(cfg: PipelineConfig) -> int:
-    """export + quantize per mode + smoke and eval per model + compare + report."""
+    """export + quantize per mode + smoke and eval per model + bench + compare + report."""
     models = 1 + len(cfg.modes)
-    return 1 + len(cfg.modes) + 2 * models + 2
+    return 1 + len(cfg.modes) + 2 * models + 3
 
 
 def run_pipeline(
@@ -377,7 +377,8 @@ def run_pipeline(
         for model in plan.models:
             _smoke(ex, plan, model)
         evals = [_eval(ex, plan, model) for model in plan.models]
-        compare = _compare(ex, plan, evals)
+        bench = _bench(ex, plan, evals)
+        compare = _compare(ex, plan, evals, bench)
         report = _report(ex, plan, compare)
 
     steps = tuple(o.step for o in ex.outcomes)
@@ -492,7 +493,31 @@ def _eval(ex: _Executor, plan: _Plan, model: _Model) -> _Outcome:
     return ex.execute(f"eval-{onnx.stem}", ecfg, inputs, action)
 
 
-def _compare(ex: _Executor, plan: _Plan, evals: Sequence[_Outcome]) -> _Outcome:
+# The pipeline's bench: every evaluated model on ORT, side by side, so compare and the report show
+# latencies measured together rather than each eval's own (taken whenever that eval ran).
+PIPELINE_BENCH = {"rounds": 10, "runs_per_round": 3, "warmup": 3}
+
+
+def _bench(ex: _Executor, plan: _Plan, evals: Sequence[_Outcome]) -> _Outcome:
+    from yqt.records import BenchConfig
+
+    found = [_model_onnx(ex, m) for m, e in zip(plan.models, evals, strict=True) if e.usable]
+    models = [m for m in found if m is not None]
+    if len(models) < 2:
+        return ex.skip("bench", "needs the evaluation of at least two models; fewer finished")
+    bcfg = BenchConfig(models=tuple(models), providers=plan.cfg.providers, **PIPELINE_BENCH)
+    inputs = {str(ex.run.relative(m)): sha256_file(m) for m in models}
+
+    def action() -> str | None:
+        from yqt.bench import bench
+
+        bench(bcfg, ex.run, lambda done, total: ex.events.progress("bench rounds", done, total))
+        return None
+
+    return ex.execute("bench", bcfg, inputs, action)
+
+
+def _compare(ex: _Executor, plan: _Plan, evals: Sequence[_Outcome], bench: _Outcome | None = None) -> _Outcome:
     baseline = evals[0]
     if not baseline.usable:
         return ex.skip("compare", f"needs the baseline's evaluation, which was {baseline.step.status.value}")
@@ -505,6 +530,8 @@ def _compare(ex: _Executor, plan: _Plan, evals: Sequence[_Outcome]) -> _Outcome:
         inputs=tuple(str(p) for p in metrics), bootstrap=cfg.bootstrap, seed=cfg.seed, max_drop_pt=cfg.max_drop_pt
     )
     inputs = {str(ex.run.relative(p)): sha256_file(p) for p in metrics}
+    if bench is not None and bench.usable:  # its latencies are in the comparison: a new bench, a new compare
+        inputs["bench"] = sha256_file(bench.artifact(ex.run, "bench"))
 
     def action() -> str | None:
         from yqt.compare import compare

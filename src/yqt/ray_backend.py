@@ -339,8 +339,10 @@ def _pipeline_step(kind: str, plan: Any, run_root: Path, run_id: str, label: str
             outcome = pl._smoke(ex, plan, pl._Model(label, deps[0]))
         elif kind == "eval":
             outcome = pl._eval(ex, plan, pl._Model(label, deps[0]))
-        elif kind == "compare":
-            outcome = pl._compare(ex, plan, list(deps))
+        elif kind == "bench":
+            outcome = pl._bench(ex, plan, list(deps))
+        elif kind == "compare":  # after every eval and the bench
+            outcome = pl._compare(ex, plan, list(deps[:-1]), deps[-1])
         elif kind == "report":
             ex.outcomes = list(deps[:-1])  # every earlier step, in the serial order: the report's input
             outcome = pl._report(ex, plan, deps[-1])
@@ -483,8 +485,8 @@ class Cluster:
     def pipeline_steps(self, plan: Any, run: Any, events: Any) -> list[Any]:
         """Every step as a Ray task, with its real dependencies; the outcomes in the serial order.
 
-        export → each quantize (it reads the baseline's size) → each model's smoke and eval →
-        compare (every eval) → report (every outcome before it).
+        export → each quantize (it reads the baseline's size) → each model's smoke and eval → bench
+        (every eval) → compare (every eval and the bench) → report (every outcome before it).
         """
         from yqt.pipeline import BASELINE
 
@@ -504,8 +506,9 @@ class Cluster:
         makers = [(BASELINE, export)] + [(mode, submit("quantize", mode, export)) for mode in cfg.modes]
         smokes = [submit("smoke", label, made) for label, made in makers]
         evals = [submit("eval", label, made) for label, made in makers]
-        compare = submit("compare", "", *evals)
-        order = [export, *[m for _, m in makers[1:]], *smokes, *evals, compare]
+        bench = submit("bench", "", *evals)
+        compare = submit("compare", "", *evals, bench)
+        order = [export, *[m for _, m in makers[1:]], *smokes, *evals, bench, compare]
         submit("report", "", *order, compare)
         outcomes: dict[Any, Any] = {}
         pending = list(refs)

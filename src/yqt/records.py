@@ -59,6 +59,8 @@ def signed(x: float, digits: int = 2) -> str:
 
 def mode_with_bits(mode: str, bits: float | None) -> str:
     """``w8a8 8b``, ``w4a16 4.50b``; a float baseline by its precision alone (``fp32``)."""
+    if "," in mode:
+        return mode  # what the graph holds, for a file yqt did not quantize: "int8 QDQ, 82/83 convs"
     name, _, precision = mode.partition(" ")
     if name == "baseline":
         return precision or name
@@ -266,6 +268,39 @@ class ProviderReport:
         return bool(self.requested) and self.used[:1] != self.requested[:1]
 
 
+class Runtime(str, enum.Enum):
+    """Which inference engine runs a model: ONNX Runtime, or OpenVINO (the ``yqt[openvino]`` extra)."""
+
+    ORT = "ort"
+    OPENVINO = "openvino"
+
+
+@dataclass(frozen=True)
+class KernelCensus:
+    """The convolutions as the runtime compiled them, not as the file declares them: ORT's optimized
+    graph (QLinearConv/ConvInteger are int8 kernels) or OpenVINO's runtime model (each convolution's
+    ``runtimePrecision``; u8/i8 are int8 kernels)."""
+
+    convs: int
+    int8_convs: int
+    precisions: Mapping[str, int]  # runtime precision (int8, f32, bf16, ...) → convolutions
+    source: str  # where the census was read
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """The engine that ran a model, its version, the device, and the precision it computed in."""
+
+    runtime: Runtime
+    version: str
+    device: str  # OpenVINO's device (CPU), or the ORT execution provider that ran first
+    # The float precision the runtime computed in: OpenVINO's INFERENCE_PRECISION_HINT (bf16 on a CPU
+    # with AMX/AVX512-BF16, even for an f32 file), or the file's own input precision on ORT.
+    precision: str
+    threads: int | None = None  # intra-op threads asked for (None: the runtime's default)
+    kernels: KernelCensus | None = None
+
+
 @dataclass(frozen=True)
 class SmokeConfig:
     onnx: Path
@@ -275,6 +310,8 @@ class SmokeConfig:
     conf: float = 0.25
     require_cuda: bool = False
     min_detections: int | None = None  # fail below this many at ``conf``; None: 1 for a COCO detector on bus.jpg
+    runtime: Runtime = Runtime.ORT
+    threads: int | None = None  # intra-op threads (None: the runtime's default)
 
 
 @dataclass(frozen=True)
@@ -287,7 +324,7 @@ class Detection:
 
 @dataclass(frozen=True)
 class SmokeResult:
-    SCHEMA: ClassVar[str] = "yqt/smoke/2"
+    SCHEMA: ClassVar[str] = "yqt/smoke/3"
 
     onnx: FileArtifact
     image: Path
@@ -303,6 +340,80 @@ class SmokeResult:
     expectation: str  # where min_detections comes from, in words
     passed: bool
     failure: str | None = None
+    runtime: RuntimeInfo | None = None  # None in documents written before smoke/3
+
+
+# --------------------------------------------------------------------------------------------- bench
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    models: tuple[Path, ...]
+    runtimes: tuple[Runtime, ...] = (Runtime.ORT,)
+    threads: int | None = None  # intra-op threads of every runtime (None: each runtime's default)
+    batch: int = 1
+    rounds: int = 20
+    runs_per_round: int = 5  # timed runs of each cell in each round
+    warmup: int = 5  # untimed runs of each cell before the first round
+    image: Path | None = None  # the input, letterboxed and repeated to the batch (None: bus.jpg)
+    providers: tuple[str, ...] = ("cpu",)  # ORT's providers (OpenVINO runs on its CPU device)
+    seed: int = 0  # of the bootstrap over rounds
+
+
+@dataclass(frozen=True)
+class BenchCell:
+    """One model on one runtime: its latency over every timed run, and its speed against the reference
+    (the first model on the first runtime), paired round by round so that load drift cancels."""
+
+    index: int
+    name: str  # the model's file stem
+    model: FileArtifact
+    runtime: RuntimeInfo
+    session_options: tuple[str, ...]
+    batch: int
+    n: int  # timed runs
+    median_ms: float  # per batch
+    q1_ms: float
+    q3_ms: float
+    iqr_ms: float
+    mean_ms: float
+    throughput_ips: float  # images per second at the median: batch / median
+    ratio: float  # median over rounds of (this cell's round median / the reference's); < 1 is faster
+    ratio_ci95: tuple[float, float]  # bootstrap over rounds of that median
+    round_ms: tuple[float, ...]  # each round's median, in round order
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} on {self.runtime.runtime.value}"
+
+
+@dataclass(frozen=True)
+class BenchHost:
+    """Where and under what load the bench ran: latencies from another machine or load do not compare."""
+
+    cpu_count: int
+    cpu: str
+    load_before: tuple[float, float, float]  # os.getloadavg() when the rounds began
+    load_after: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """``yqt bench``: every model on every runtime in one process, warmed up, timed in alternating rounds."""
+
+    SCHEMA: ClassVar[str] = "yqt/bench/1"
+
+    config: BenchConfig
+    cells: tuple[BenchCell, ...]
+    reference: str  # the label of the cell every ratio is against
+    image: Path
+    host: BenchHost
+    seconds: float
+    created: str
+    versions: Mapping[str, str]
+    bench_path: Path | None = None  # bench/bench.json in the run
+    run_id: str | None = None
+    skipped: tuple[str, ...] = ()  # model x runtime cells that cannot run (an IR on ORT), each with why
 
 
 # --------------------------------------------------------------------------------------------- eval
@@ -326,6 +437,8 @@ class EvalConfig:
     data: Path | None = None  # an Ultralytics dataset YAML (YOLO labels), instead of a COCO root
     split: str = "val"  # the YAML's split to score
     skip_bad_labels: bool = False  # leave out images whose label file is malformed, instead of refusing
+    runtime: Runtime = Runtime.ORT
+    threads: int | None = None  # intra-op threads (None: the runtime's default)
 
 
 @dataclass(frozen=True)
@@ -392,7 +505,7 @@ class YoloDataset:
 class EvalResult:
     """The metrics document: every number with what produced it."""
 
-    SCHEMA: ClassVar[str] = "yqt/eval/2"
+    SCHEMA: ClassVar[str] = "yqt/eval/3"
 
     name: str
     metrics: CocoMetrics
@@ -445,6 +558,9 @@ class EvalResult:
     nms: NmsSettings | None = None  # set when yqt ran NMS on a raw head output
     dataset: YoloDataset | None = None  # set when scored on an Ultralytics dataset YAML
     dropped_detections: int = 0  # detections of model classes the dataset does not have (not scored)
+    runtime: RuntimeInfo | None = None  # the engine, version, device and precision that ran the model
+    # What the file's graph holds, e.g. "int8 QDQ, 82/83 convs"; None for a float graph (or an IR).
+    graph_quantization: str | None = None
 
 
 @dataclass(frozen=True)
@@ -482,10 +598,14 @@ class EvalCurves:
 
 class Layout(str, enum.Enum):
     """Where activation Q/DQ go: ``ort`` quantizes conv outputs and the ops between convs, so ORT CPU
-    fuses int8 kernels; ``tensorrt`` quantizes conv inputs only, as TensorRT's explicit mode wants."""
+    fuses int8 kernels; ``tensorrt`` quantizes conv inputs only, symmetric int8 with zero point 0, as
+    TensorRT's explicit mode wants; ``openvino`` quantizes conv inputs only, uint8 with a zero point,
+    which OpenVINO's low-precision transformations run as int8 convolutions without requantizing
+    between them."""
 
     ORT = "ort"
     TENSORRT = "tensorrt"
+    OPENVINO = "openvino"
 
 
 class Simplifier(str, enum.Enum):
@@ -630,7 +750,7 @@ class SizeReport:
 
 @dataclass(frozen=True)
 class QuantizeResult:
-    SCHEMA: ClassVar[str] = "yqt/quantize/3"
+    SCHEMA: ClassVar[str] = "yqt/quantize/4"
 
     mode: str
     model: ModelInfo
@@ -716,11 +836,14 @@ class CompareRow:
     model: str = ""  # architecture and head, e.g. "yolov10n, nms head"
     short_label: str = ""  # the label without the run when every row is of one run, e.g. "yolov10n-w8a8-qcdq-ptq"
     mean_weight_bits: float | None = None  # parameter-weighted; a float baseline counts 32 (fp32) or 16 (fp16)
+    latency_source: str = "eval"  # "bench": latency_median_ms is a yqt bench's, side by side; "eval": its eval's
+    latency_ratio: float | None = None  # latency / the baseline's (bench: median of per-round ratios)
+    latency_ratio_ci95: tuple[float, float] | None = None  # bench only: bootstrap over rounds
 
 
 @dataclass(frozen=True)
 class CompareResult:
-    SCHEMA: ClassVar[str] = "yqt/compare/2"
+    SCHEMA: ClassVar[str] = "yqt/compare/3"
 
     baseline: str
     rows: tuple[CompareRow, ...]
@@ -735,6 +858,7 @@ class CompareResult:
     left_out: tuple[str, ...] = ()  # evaluations not compared, each with the reason
     saved: Path | None = None  # the result's JSON in the baseline's run
     columns: tuple[str, ...] = ("mAP_50_95", "mAP_50")  # the metrics the table shows (--metrics, --all)
+    latency_note: str = ""  # where the latencies come from: a yqt bench (side by side) or each eval's own timing
 
 
 # --------------------------------------------------------------------------------------------- sensitivity

@@ -140,7 +140,12 @@ def is_weight_only_qdq(onnx_path: Path) -> bool:
 
 
 def open_session(
-    onnx_path: Path, providers: Sequence[str] = ("cuda", "cpu"), *, spin: bool = True, threads: int | None = None
+    onnx_path: Path,
+    providers: Sequence[str] = ("cuda", "cpu"),
+    *,
+    spin: bool = True,
+    threads: int | None = None,
+    optimized_model: Path | None = None,
 ) -> tuple[Any, ProviderReport]:
     """Build an ORT session and report which providers actually ran.
 
@@ -163,8 +168,10 @@ def open_session(
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         applied.append("session.intra_op.allow_spinning=0")
     if threads is not None:
-        options.intra_op_num_threads = threads
-        applied.append(f"intra_op_num_threads={threads}")
+        options.intra_op_num_threads = int(threads)
+        applied.append(f"intra_op_num_threads={int(threads)}")
+    if optimized_model is not None:  # the graph ORT runs, after its fusions: what kernel_census reads
+        options.optimized_model_filepath = str(optimized_model)
     if attempted[0] == "CPUExecutionProvider" and is_weight_only_qdq(onnx_path):
         options.add_session_config_entry("session.disable_quant_qdq", "1")
         applied.append("session.disable_quant_qdq=1 (weight-only model: weights dequantized once, at load)")
@@ -180,7 +187,7 @@ def open_session(
             ) from None
         # The probe said CUDA loads, but this model does not build on it (an op, a dtype, memory).
         notes_list.append(f"{', '.join(gpu)} failed to build the session ({_ort_reason(exc)}); retried on CPU")
-        session, on_cpu = open_session(onnx_path, ("cpu",), spin=spin, threads=threads)
+        session, on_cpu = open_session(onnx_path, ("cpu",), spin=spin, threads=threads, optimized_model=optimized_model)
         report = ProviderReport(requested=requested, attempted=attempted, used=on_cpu.used,
                                 notes=tuple(notes_list), session_options=on_cpu.session_options)  # fmt: skip
         return session, report
@@ -297,22 +304,25 @@ def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
     """One real-image inference: contract, detections, latency and the providers that actually ran."""
     import time
 
+    from yqt.backends import check_threads, open_model, require_model_file, run_name
     from yqt.data import default_smoke_image, letterbox, read_image, unletterbox_xyxy
     from yqt.runs import atomic_write_json, file_artifact, maybe_step, record_artifact
 
     onnx_path = Path(cfg.onnx)
-    require_onnx_file(onnx_path)
+    require_model_file(onnx_path, cfg.runtime)
+    check_threads(cfg.threads)
     if cfg.runs < 1:
         raise YqtError(f"--iterations must be at least 1, got {cfg.runs}", "pass --iterations 10")
     if cfg.min_detections is not None and cfg.min_detections < 0:
         raise YqtError(f"--min-detections must be 0 or more, got {cfg.min_detections}", "pass e.g. --min-detections 1")
     image = Path(cfg.image) if cfg.image else default_smoke_image()
     bgr = read_image(image)
-    session, report = open_session(onnx_path, cfg.providers)
+    session, report, runtime_info = open_model(onnx_path, cfg.runtime, cfg.providers, threads=cfg.threads)
     contract = require_contract(session, onnx_path)
     input_name, imgsz, dtype = input_spec(session)
     x, lb = letterbox(bgr, imgsz, dtype)
-    with maybe_step(run, f"smoke-{onnx_path.stem}", cfg) as step:
+    name = run_name(onnx_path, cfg.runtime)
+    with maybe_step(run, f"smoke-{name}", cfg) as step:
         session.run(None, {input_name: x})  # warm-up: first-run allocation is not latency
         times = []
         for _ in range(cfg.runs):
@@ -358,9 +368,10 @@ def smoke(cfg: SmokeConfig, run: Any = None) -> SmokeResult:
             expectation=why,
             passed=failure is None,
             failure=failure,
+            runtime=runtime_info,
         )
         if run is not None:
-            record_artifact(step, atomic_write_json(run.root / "smoke" / f"{onnx_path.stem}.json", result), "smoke")
+            record_artifact(step, atomic_write_json(run.root / "smoke" / f"{name}.json", result), "smoke")
         if step is not None:
             step.summary.update(passed=result.passed, providers_used=report.used, detections=result.num_detections)
         return result

@@ -47,6 +47,7 @@ DOCUMENT_RECORDS = (
     "yqt.records:PipelineResult",
     "yqt.records:EvalCurves",
     "yqt.records:ReportResult",
+    "yqt.records:BenchResult",
     "yqt.graph:GraphReport",
 )
 

@@ -367,6 +367,7 @@ def render_smoke(result: SmokeResult, view: View) -> list[Any]:
         ("output contract", result.contract.detail),
         ("expected", f"at least {result.min_detections} detections at score >= {result.conf:g}: {result.expectation}"
                      if result.min_detections else f"no number of detections: {result.expectation}"),
+        *_runtime_rows(result.runtime),
         *(("session option", o) for o in result.providers.session_options),
     ], indent="")  # fmt: skip
     ran_on = ", ".join(p.removesuffix("ExecutionProvider") for p in result.providers.used)
@@ -377,6 +378,58 @@ def render_smoke(result: SmokeResult, view: View) -> list[Any]:
     rows = [("failure", result.failure)] if result.failure else []
     return [providers_table(result.providers), _provider_notes(view, result.providers), dets, details,
             result_block(view, result.passed, headline, rows)]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ bench
+
+
+def _bench_table(result: Any, columns: Sequence[str]) -> Table:
+    threads = result.config.threads
+    table = _table(
+        f"Latency side by side: {len(result.config.models)} model(s) x {len(result.config.runtimes)} runtime(s), "
+        f"batch {result.config.batch}, {threads or 'default'} threads, {result.config.rounds} rounds"
+    )
+    for col in columns:
+        _col(table, col, justify="left" if col in ("model", "runtime") else "right")
+    for c in result.cells:
+        k = c.runtime.kernels
+        lo, hi = c.ratio_ci95
+        cells = {
+            "model": c.name,
+            "runtime": f"{'OpenVINO' if c.runtime.runtime.value == 'openvino' else 'ORT'} {c.runtime.precision}",
+            "int8 convs": f"{k.int8_convs}/{k.convs}" if k is not None else "-",
+            "median ms": f"{c.median_ms:.1f}",
+            "IQR ms": f"{c.iqr_ms:.1f}",
+            "img/s": f"{c.throughput_ips:.1f}",
+            "ratio": f"{c.ratio:.3f}",
+            "95% CI": f"[{lo:.3f}, {hi:.3f}]",
+        }
+        table.add_row(*(cells[col] for col in columns))
+    return table
+
+
+BENCH_COLUMNS = ("model", "runtime", "median ms", "ratio", "int8 convs", "95% CI", "IQR ms", "img/s")
+
+
+def render_bench(result: Any, view: View) -> list[Any]:
+    table = fit_table(lambda cols: _bench_table(result, cols), BENCH_COLUMNS, 4, view.width)
+    host = result.host
+    details = Block(view).pairs([
+        ("reference", f"{result.reference} (ratio < 1: faster)"),
+        ("image", shown(result.image)),
+        ("host", f"{host.cpu_count} CPUs, {host.cpu}; load {host.load_before[0]:.2f} before, "
+                 f"{host.load_after[0]:.2f} after"),
+        *((f"cell {c.index + 1}", f"{c.label}: {', '.join(c.session_options)}") for c in result.cells
+          if view.verbose),
+        *(("not run", s) for s in result.skipped),
+    ], indent="")  # fmt: skip
+    fastest = min(result.cells, key=lambda c: c.ratio)
+    headline = (
+        f"bench of {len(result.cells)} cell(s) in {result.seconds:.0f} s: fastest {fastest.label} at "
+        f"{fastest.ratio:.3f}x the reference ({fastest.median_ms:.1f} ms)"
+    )
+    rows = [("bench", shown(result.bench_path))] if result.bench_path else []
+    return [table, details, result_block(view, None, headline, rows)]
 
 
 # ------------------------------------------------------------------------------------------ pipeline
@@ -446,6 +499,7 @@ def render_eval(result: EvalResult, view: View) -> list[Any]:
         *((("contract", result.contract.detail),) if result.contract is not None else ()),
         *((("NMS", _nms_text(result.nms)),) if result.nms is not None else ()),
         ("providers", f"{used} (requested {requested})"),
+        *_runtime_rows(result.runtime),
         *(("note", n) for n in result.provider_notes),
         ("latency", f"median {lat.median_ms:.1f} ms, mean {lat.mean_ms:.1f}, p90 {lat.p90_ms:.1f}"),
         ("time", f"{t.total_s:.1f} s total, inference {t.inference_wall_s:.1f} s (session.run "
@@ -471,6 +525,20 @@ def _dataset_rows(result: EvalResult) -> list[tuple[str, str]]:
         rows.append(("bad labels", f"{len(ds.bad_label_files)} image(s) left out (--skip-bad-labels)"))
     if result.dropped_detections:
         rows.append(("not scored", f"{result.dropped_detections} detections of classes the dataset lacks"))
+    return rows
+
+
+def _runtime_rows(info: Any) -> list[tuple[str, str]]:
+    """``runtime  OpenVINO 2026.4.1 CPU bf16`` and, when read, how many convolutions ran as int8."""
+    if info is None:
+        return []
+    from yqt.backends import runtime_label
+
+    rows = [("runtime", runtime_label(info))]
+    k = info.kernels
+    if k is not None:
+        split = ", ".join(f"{n} {p}" for p, n in k.precisions.items())
+        rows.append(("convs", f"{k.int8_convs}/{k.convs} int8 ({split})"))
     return rows
 
 
@@ -979,7 +1047,26 @@ def _compare_details(result: Any) -> list[tuple[str, str]]:
             f"{r.short_label or r.label}: {', '.join(p.removesuffix('ExecutionProvider') for p in r.providers_used)}"
             for r in rows)))  # fmt: skip
     details.append(("columns", "lat ms: median latency per image; size MB: the ONNX file"))
+    details += _latency_details(result)
     return details
+
+
+def _latency_details(result: Any) -> list[tuple[str, str]]:
+    """Where ``lat ms`` comes from (a bench, side by side, or each eval's own timing) and, for a
+    bench, each model's latency against the baseline's with its CI over rounds."""
+    note = getattr(result, "latency_note", "")
+    if not note:
+        return []
+    rows = [("latency", note.removeprefix("latency: "))]
+    ratios = [
+        f"{r.short_label or r.label} {r.latency_ratio:.3f}x [{lo:.3f}, {hi:.3f}]"
+        for r in result.rows
+        if not r.is_baseline and r.latency_source == "bench" and r.latency_ratio is not None
+        for lo, hi in [r.latency_ratio_ci95 or (r.latency_ratio, r.latency_ratio)]
+    ]
+    if ratios:
+        rows.append(("x base", "; ".join(ratios)))
+    return rows
 
 
 def _compare_result(result: Any, view: View) -> Block:

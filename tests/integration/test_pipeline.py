@@ -69,7 +69,7 @@ def test_smoke_reports_providers_and_detections(baseline_onnx: Path, tmp_path: P
     result = run_yqt("smoke", str(baseline_onnx), "--json", "-n", "3", runs_dir=tmp_path / "runs")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)  # stdout is exactly one JSON document
-    assert doc["contract"]["passed"] and doc["passed"] and doc["schema"] == "yqt/smoke/2"
+    assert doc["contract"]["passed"] and doc["passed"] and doc["schema"] == "yqt/smoke/3"
     assert doc["providers"]["used"]
     assert doc["providers"]["requested"][0] == "CUDAExecutionProvider"
     names = [d["class_name"] for d in doc["top_detections"]]

@@ -205,3 +205,16 @@ def test_bad_input_is_one_line_and_leaves_no_run(tmp_path: Path, args, fragments
     result = run_yqt("pipeline", "--run", "bad", *args, runs_dir=tmp_path / "runs", cwd=tmp_path)
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "runs" / "bad").exists()
+
+
+def test_the_pipeline_benches_its_models_and_compare_and_report_show_those_latencies(full_run):
+    runs, _, doc = full_run
+    assert list(_statuses(doc))[-3:] == ["bench", "compare", "report"]
+    bench = json.loads((runs / "full" / "bench" / "bench.json").read_text())
+    assert bench["schema"] == "yqt/bench/1" and len(bench["cells"]) == 3
+    medians = {c["model"]["sha256"]: c["median_ms"] for c in bench["cells"]}
+    rows = doc["compare"]["rows"]
+    assert {r["latency_source"] for r in rows} == {"bench"}
+    assert all(r["latency_median_ms"] == medians[r["onnx_sha256"]] for r in rows)
+    assert "yqt bench" in doc["compare"]["latency_note"] and "side by side" in doc["compare"]["latency_note"]
+    assert "yqt bench" in (runs / "full" / "report" / "report.md").read_text()

@@ -85,7 +85,7 @@ def test_data_availability_says_what_to_pass(tmp_path: Path):
 
 
 def test_step_count_covers_every_model():
-    assert step_count(PipelineConfig(modes=("w8a16", "w8a8"))) == 1 + 2 + 3 * 2 + 2
+    assert step_count(PipelineConfig(modes=("w8a16", "w8a8"))) == 1 + 2 + 3 * 2 + 3  # + bench, compare, report
 
 
 def test_validation_makes_paths_absolute_and_names_modes_canonically(tmp_path: Path, monkeypatch):

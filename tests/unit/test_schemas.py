@@ -17,12 +17,15 @@ from yqt import schema
 from yqt.schema import SCHEMA_DIR
 
 SNAPSHOT = {
+    "bench-1.json": "5c02001eb5c2156675d69ac2e0799b1086b47fabb5abd12aa4516613b62f6aeb",
     "compare-1.json": "0a1844d2386a2353332a6296128a7baca17d31ffd2f753e7c483a9c4a5b2a5fc",
     "compare-2.json": "465e565235fe59b4e0bb076a9eaef8e0cdd23aa4fa67cd60a946c8b4217f9df4",
+    "compare-3.json": "f3277a902b610e6f60ea3137659f642ccae11310c6346a030258c000e019d68c",
     "curves-1.json": "8e3144cb0d4331e0508f4d28ad57109dc422c6d285d7c73530d19d07f1b60f00",
     "error-1.json": "18665d15fe167b52ff23b0cfb6382377a1d9bc406e3572d0fb364a60ecd7b0e9",
     "eval-1.json": "ec1a687bd417dd42815a1b62ce120247388cb86de61215f4d6416e5613118bb5",
     "eval-2.json": "9875dba4f3ca8b0c351a3b78a2e275b9e25a27378bbd4eb1f5b4a2fd0577c463",
+    "eval-3.json": "3c4ba2405c3f1ce6372fdf49a67469668663aedfd1c998e2a38cd6049305d6c6",
     "export-1.json": "d409284d517d3ba4bb539718f3adc3328c811adb931f5b175fa5325a8ae38a1c",
     "export-2.json": "6393a9ec806214d21f2d9370c27925a17a0c0f293db1bd8cde49f377e1df81df",
     "graph-1.json": "568885415e9ff2075f1c5c1dedb835172292ad959ea19c9c0c169207f79cdddd",
@@ -33,6 +36,7 @@ SNAPSHOT = {
     "quantize-1.json": "7eed56f343e1c251a00bd9c77fc5378c88d86912df6c52c5526284fa7ecdddc4",
     "quantize-2.json": "c884208433d1d6f6a3e32d64405f49983a0195ef7f852c47575f0f5db7963611",
     "quantize-3.json": "9fa5a0dc097301d985451a1219a72090ce407402612240f53dbe84135f934846",
+    "quantize-4.json": "1dfe2c92b5948dfb9ac049a8918273e6e9faca5e76b8e6c5c06287a0c58ff31c",
     "report-1.json": "edc356c6048ab85defe4ab66e7b0bd541ce9a72226820f8a81490e17cf5ccfe9",
     "run-1.json": "87a8d074939bb05868cf7180dd1ab7af6c93a6c650de1adf8c9c4059b78b7e89",
     "run-2.json": "854776d123e34516ee65f63aa127ba97342cb822f04f3cd927aa60c272e3fa0a",
@@ -41,6 +45,7 @@ SNAPSHOT = {
     "sensitivity-2.json": "cd6f15c6fa8c212127480157e50cefe80be48a76e90ae09b0777943f18124965",
     "smoke-1.json": "db0fedf758e101206cbe06f083930c768e90863c8f1b0694b547bc1009c67935",
     "smoke-2.json": "177feda2add364f688923b22e62b462be8a605499b71d3e1994565b617ee8b14",
+    "smoke-3.json": "736ec5b566289ba8420d4ced3c5e6c774091fa8e32f821303c6488d0fa1668f2",
     "step-config-1.json": "a7cb9314db778573fd1211b0ba8014b3203df230a0cd7906754c4ea1ec532811",
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from yqt.graph import LayerCensus, inspect_graph, module_path, output_contract
 from yqt.quant.modes import QuantMode
@@ -74,6 +75,10 @@ def run_gate(
         checks.append(_activation_check(census.layers, planned_q))
         if activations is not None:
             checks.append(activation_ranges_check(activations))
+        if activations is not None and activations.layout == "openvino":
+            checks += openvino_kernels_check(path, len(planned_q))
+        if activations is not None and activations.layout == "tensorrt":
+            checks.append(activation_zero_points_check(onnx.load(str(path), load_external_data=False)))
         if activations is not None and activations.int8_convs_expected is not None:
             fused, want = activations.int8_convs_fused, activations.int8_convs_expected
             checks.append(
@@ -107,3 +112,52 @@ def activation_ranges_check(activations: ActivationReport) -> GateCheck:
         else f"{len(stray)} activation scale(s) are not from yqt's calibration, e.g. {stray[0]}"
     )
     return GateCheck("activation_ranges", not stray and activations.scales_checked > 0, detail)
+
+
+def activation_zero_points(model: Any) -> tuple[int, list[str]]:
+    """(activation Q/DQ nodes read, what is wrong with those that are not int8 with zero point 0)."""
+    from onnx import TensorProto, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    nodes = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    # Activations only: a weight's or bias's DQ reads an initializer (a 4-bit weight, its Clip of one).
+    clipped = {o for p in model.graph.node if p.op_type == "Clip" for o in p.output}
+    acts = [n for n in nodes if n.input[0] not in inits and n.input[0] not in clipped]
+    bad = []
+    for n in acts:
+        zero = inits.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+        if zero is None:
+            bad.append(f"{n.name or n.output[0]}: no zero point (uint8 by default)")
+        elif zero.data_type != TensorProto.INT8:
+            bad.append(f"{n.name or n.output[0]}: {TensorProto.DataType.Name(zero.data_type).lower()}")
+        elif numpy_helper.to_array(zero).any():
+            bad.append(f"{n.name or n.output[0]}: zero point {int(numpy_helper.to_array(zero).reshape(-1)[0])}")
+    return len(acts), bad
+
+
+def activation_zero_points_check(model: Any) -> GateCheck:
+    """TensorRT's explicit quantization: every activation Q/DQ symmetric signed int8, zero point 0."""
+    checked, bad = activation_zero_points(model)
+    detail = (
+        f"all {checked} activation Q/DQ nodes are int8 with zero point 0 (TensorRT's symmetric int8)"
+        if not bad
+        else f"{len(bad)} of {checked} activation Q/DQ nodes are not int8 with zero point 0, e.g. {bad[0]}"
+    )
+    return GateCheck("activation_zero_points", not bad and checked > 0, detail)
+
+
+def openvino_kernels_check(path: Path, expected: int) -> list[GateCheck]:
+    """The openvino layout: how many convolutions OpenVINO's CPU plugin compiled as int8 kernels (read
+    from its runtime model). Without OpenVINO (the yqt[openvino] extra) there is nothing to check."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return []
+    from yqt.runtime_openvino import open_openvino
+
+    _, _, info = open_openvino(Path(path))
+    k = info.kernels
+    got = k.int8_convs if k is not None else 0
+    total = k.convs if k is not None else "?"
+    detail = f"OpenVINO {info.version} CPU runs {got} of {total} convs as int8 kernels, {expected} expected"
+    return [GateCheck("openvino_int8_kernels", got >= expected, detail)]

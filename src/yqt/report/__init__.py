@@ -102,9 +102,16 @@ def _model(data: RunData, rows: list[Any], cfg: ReportConfig) -> ReportModel:
         "models no other model beats on both size and accuracy.",
         plots.tradeoff_chart(rows, "size_bytes", "ONNX file size (MB)", "mAP50-95 vs file size",
                              pareto=True))  # fmt: skip
+    from yqt.report.collect import latency_pick
+
+    latency = latency_pick(data)
+    notes.append(latency.note)
+    latency_how = (
+        "as yqt bench measured them side by side" if latency.source == "bench"
+        else "as measured during each eval, not side by side: run yqt bench on the models to compare them"
+    )  # fmt: skip
     add("map_vs_latency.png", "mAP vs latency",
-        "Each model's mAP50-95 against its median ONNX Runtime latency per image (as measured during eval, on the "
-        "provider in the table).",
+        f"Each model's mAP50-95 against its median latency per image ({latency_how}).",
         plots.tradeoff_chart(rows, "latency_median_ms", "median ORT latency per image (ms)", "mAP50-95 vs latency",
                              pareto=False))  # fmt: skip
     add("per_class_ap.png", "Per-class AP change",

@@ -8,6 +8,7 @@ anything is written.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,14 +39,25 @@ class EvalDoc:
     def meta(self) -> dict[str, Any]:
         return self.doc.get("model") or {}
 
+    @functools.cached_property
+    def graph_mode(self) -> str | None:
+        """What the graph of a file another tool quantized holds (its metadata would say "fp32")."""
+        from yqt.graph_label import graph_mode
+
+        return graph_mode(self.doc)
+
     @property
     def mode(self) -> str:
+        if self.graph_mode is not None:
+            return self.graph_mode
         mode = str(self.meta.get("yqt.mode") or "unknown")
         precision = self.meta.get("yqt.precision")
         return f"{mode} {precision}" if mode == "baseline" and precision else mode
 
     @property
     def mean_weight_bits(self) -> float | None:
+        if self.graph_mode is not None:
+            return None
         bits = self.meta.get("yqt.mean_weight_bits")
         if isinstance(bits, (int, float)):
             return float(bits)
@@ -178,7 +190,7 @@ def _one_line(text: str, limit: int = 300) -> str:
 # ------------------------------------------------------------------------------------------ compare
 
 
-COMPARE_SCHEMAS = ("yqt/compare/1", "yqt/compare/2")
+COMPARE_SCHEMAS = ("yqt/compare/1", "yqt/compare/2", "yqt/compare/3")
 
 
 def _covers(doc: dict[str, Any], evals: Sequence[EvalDoc]) -> bool:
@@ -240,13 +252,16 @@ def compare_from_json(doc: dict[str, Any]) -> CompareResult:
                 model=r.get("model", ""),
                 short_label=r.get("short_label") or "",
                 mean_weight_bits=r.get("mean_weight_bits"),
+                latency_source=r.get("latency_source") or "eval",
+                latency_ratio=r.get("latency_ratio"),
+                latency_ratio_ci95=tuple(r["latency_ratio_ci95"]) if r.get("latency_ratio_ci95") else None,
             )
         )
     return CompareResult(
         baseline=doc["baseline"], rows=tuple(rows), bootstrap=int(doc["bootstrap"]), seed=int(doc.get("seed", 0)),
         max_drop_pt=doc.get("max_drop_pt"), max_drop_metric=doc.get("max_drop_metric", MAX_DROP_METRIC),
         passed=bool(doc.get("passed", True)), warnings=tuple(doc.get("warnings") or ()),
-        left_out=tuple(doc.get("left_out") or ()),
+        left_out=tuple(doc.get("left_out") or ()), latency_note=doc.get("latency_note") or "",
     )  # fmt: skip
 
 
@@ -367,7 +382,7 @@ def build_rows(data: RunData, max_drop_pt: float | None) -> list[ReportRow]:
     base_size = base.doc.get("onnx_size_bytes") or None
     base_latency = (base.doc.get("latency") or {}).get("median_ms")
     compare_rows = {r.name: r for r in data.compare.rows} if data.compare else {}
-    shown = [base] + [e for e in data.evals if e is not base and (not compare_rows or e.name in compare_rows)]
+    shown = _shown(data)
     failures = {f.step: f for f in data.failed}
     used: set[str] = set()
     rows = []
@@ -376,6 +391,7 @@ def build_rows(data: RunData, max_drop_pt: float | None) -> list[ReportRow]:
         if fail is not None:
             used.add(fail.step)
         rows.append(_eval_row(e, e is base, compare_rows.get(e.name), base_size, base_latency, max_drop_pt, fail))
+    rows = _bench_latencies(rows, latency_pick(data))
     for f in data.failed:
         if f.step in used:
             continue
@@ -392,6 +408,31 @@ def build_rows(data: RunData, max_drop_pt: float | None) -> list[ReportRow]:
             )
         )
     return rows
+
+
+def _shown(data: RunData) -> list[EvalDoc]:
+    """The evaluations the report has a row for: the baseline, then the compared ones."""
+    base = data.baseline
+    compare_rows = {r.name for r in data.compare.rows} if data.compare else set()
+    return [base] + [e for e in data.evals if e is not base and (not compare_rows or e.name in compare_rows)]
+
+
+def latency_pick(data: RunData) -> Any:
+    """The latencies the report shows: a bench's, side by side, when one covers its models (see
+    :mod:`yqt.bench_latency`), else each eval's own timing."""
+    from yqt.bench_latency import pick_latency
+
+    shown = _shown(data)
+    return pick_latency([e.doc for e in shown], [e.path for e in shown], baseline=0)
+
+
+def _bench_latencies(rows: list[ReportRow], pick: Any) -> list[ReportRow]:
+    from dataclasses import replace
+
+    if pick.source != "bench":
+        return rows
+    return [replace(r, latency_median_ms=pick.median_ms[i], latency_ratio=pick.ratio.get(i))
+            if i in pick.median_ms else r for i, r in enumerate(rows)]  # fmt: skip
 
 
 def _eval_row(
