@@ -10,10 +10,12 @@ from yqt.cli import app
 runner = CliRunner()
 
 
-COMMANDS = ("export", "smoke", "eval", "quantize", "sensitivity", "inspect-graph", "compare", "pipeline", "report")
+COMMANDS = (
+    "export", "smoke", "eval", "bench", "quantize", "sensitivity", "inspect-graph", "compare", "pipeline", "report",
+)  # fmt: skip
 
 
-def test_help_lists_all_nine_commands():
+def test_help_lists_all_ten_commands():
     import typer.main
 
     assert sorted(typer.main.get_command(app).commands) == sorted(COMMANDS)  # no more, no fewer
