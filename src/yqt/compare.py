@@ -76,7 +76,14 @@ class Evaluation:
     @property
     def image_set(self) -> str:
         count = self.doc.get("num_images", len(self.doc["image_ids"]))
-        return f"{count} images, sha256 {self.doc['image_ids_sha256'][:12]}"
+        truth = self.doc.get("annotations_sha256") or "?"
+        return f"{count} images, sha256 {self.doc['image_ids_sha256'][:12]}, ground truth {truth[:12]}"
+
+    @property
+    def scored_set(self) -> tuple[str, str | None]:
+        """What an mAP is of: the image ids and the ground truth they were scored against. The same
+        COCO ids under another dataset's labels (a YOLO YAML of other classes) are another set."""
+        return self.doc["image_ids_sha256"], self.doc.get("annotations_sha256")
 
     @property
     def name(self) -> str:
@@ -194,13 +201,13 @@ def pair_by_image_set(
     the baseline's set in the comparison anyway. Otherwise it is refused (named explicitly, or the
     only evaluation of its model), unless ``force``: then it gets a delta and no CI.
     """
-    key = baseline.doc["image_ids_sha256"]
-    same = [e for e in evals if e.doc["image_ids_sha256"] == key]
+    key = baseline.scored_set
+    same = [e for e in evals if e.scored_set == key]
     paired_models = {e.doc["onnx_sha256"] for e in same}
     warnings: list[str] = []
     left_out: list[str] = []
     forced: list[Evaluation] = []
-    for e in (e for e in evals if e.doc["image_ids_sha256"] != key):
+    for e in (e for e in evals if e.scored_set != key):
         if not e.explicit and e.doc["onnx_sha256"] in paired_models:
             left_out.append(f"{e.label}: scored on {e.image_set}, not the baseline's {baseline.image_set}; "
                             "the same model's evaluation on the baseline's set is compared instead")  # fmt: skip
@@ -210,7 +217,7 @@ def pair_by_image_set(
             raise YqtError(
                 f"{e.label} was scored on {e.image_set}, {baseline.label} on {baseline.image_set}: "
                 "mAPs of different image sets are not comparable",
-                "evaluate both on the same ids (same --max-images / --image-ids-list), or pass --force",
+                "evaluate both on the same data and ids (--max-images / --image-ids-list), or pass --force",
             )
     if forced:
         warnings.append(f"--force: {len(forced)} evaluation(s) on other image sets get deltas but no CI")

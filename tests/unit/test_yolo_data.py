@@ -190,3 +190,23 @@ def test_calibration_takes_the_first_images_of_the_train_split_by_name(tmp_path:
     calib, warnings = select_dataset_calibration(data, "train", 2)
     assert [i.name for i in calib.images] == ["images/train/a.png", "images/train/b.png"]
     assert (calib.folder / calib.images[0].name).is_file() and warnings == ()
+
+
+def test_compare_pairs_evaluations_by_images_and_ground_truth(tmp_path: Path):
+    """The same COCO ids under another dataset's labels (say, 3 of the 80 classes) are another set:
+    an mAP of one is no baseline for the other."""
+    from yqt.compare import Evaluation, pair_by_image_set
+
+    def evaluation(name: str, onnx: str, truth: str) -> Evaluation:
+        doc = {"name": name, "image_ids": [1, 2], "image_ids_sha256": "i" * 64, "annotations_sha256": truth,
+               "onnx_sha256": onnx, "providers_used": ["CPUExecutionProvider"], "metrics": {}}  # fmt: skip
+        return Evaluation(label=name, run_id="r", path=tmp_path / name, doc=doc)
+
+    base = evaluation("base", "a", "t" * 64)
+    same = evaluation("w8a8", "b", "t" * 64)
+    other = evaluation("w8a8-on-3-classes", "c", "u" * 64)
+    kept, _, _ = pair_by_image_set([base, same], base, force=False)
+    assert kept == [base, same]
+    with pytest.raises(YqtError, match="not comparable") as err:
+        pair_by_image_set([base, same, other], base, force=False)
+    assert "ground truth uuuuuuuuuuuu" in err.value.message
