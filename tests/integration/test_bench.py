@@ -14,6 +14,7 @@ from tests.markers import openvino_or_skip
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow
 def test_the_same_model_listed_twice_runs_at_the_same_speed(baseline_onnx: Path):
     from yqt.bench import bench
     from yqt.records import BenchConfig
@@ -74,6 +75,7 @@ def test_bench_refuses_an_ir_on_ort(tmp_path: Path):
     assert_one_line_error(result, "model.xml is an OpenVINO IR (.xml)", "--runtime openvino")
 
 
+@pytest.mark.slow
 def test_compare_and_report_show_a_bench_that_covers_the_models_else_label_eval_timings(
     baseline_onnx: Path, coco_root: Path, tmp_path: Path
 ):

@@ -207,6 +207,7 @@ def test_bad_input_is_one_line_and_leaves_no_run(tmp_path: Path, args, fragments
     assert not (tmp_path / "runs" / "bad").exists()
 
 
+@pytest.mark.slow
 def test_the_pipeline_benches_its_models_and_compare_and_report_show_those_latencies(full_run):
     runs, _, doc = full_run
     assert list(_statuses(doc))[-3:] == ["bench", "compare", "report"]
