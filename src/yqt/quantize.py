@@ -313,8 +313,10 @@ def prepare(
 ) -> PreparedModel:
     """Validate, pick the calibration images, swap the layers and run GPTQ: everything before export.
 
-    ``solve_gptq`` replaces :func:`yqt.quant.gptq.apply_gptq` (block-sequential): the benchmark passes
-    ``gptq.brevitas_gptq_loop`` to time the previous method on the same images. Not a user option."""
+    ``solve_gptq`` replaces the GPTQ solver, :func:`yqt.quant.gptq.brevitas_gptq_loop` (Brevitas'
+    ``gptq_mode``): the benchmark passes ``gptq.apply_gptq`` to time block-sequential GPTQ on the same
+    images. Block-sequential GPTQ is not the default yet: on the whole yolov10n at 640 it has not
+    been shown faster or as accurate (benchmarks/gptq_speed.py). Not a user option."""
     t0 = time.perf_counter()
     mode = get_mode(cfg.mode)
     opset = cfg.opset or mode.default_opset
@@ -342,7 +344,7 @@ def prepare(
     if mode.low_bit and cfg.gptq:
         t = time.perf_counter()
         batches = calibrate.torch_batches(calib, cfg.imgsz)
-        solved = (solve_gptq or gptq.apply_gptq)(qmodule, batches, cfg.act_order, progress)
+        solved = (solve_gptq or gptq.brevitas_gptq_loop)(qmodule, batches, cfg.act_order, progress)
         timings["gptq_s"] = time.perf_counter() - t
     return PreparedModel(
         qmodule, detector, mode, opset, decisions, calib, tuple(notes), timings, solved, mixed_report, measured
