@@ -47,9 +47,9 @@ def test_full_set_reaccumulation_equals_pycocotools(baseline_eval):
 
 
 # compare.py's docstring: on w8a8 the resampled mAP is within this of pycocotools on the physical
-# resample. benchmarks/bootstrap_ties.py, seeds 0-9 x 10 resamples: worst 3.5e-4 (mAP50-95) and
-# 5.3e-4 (mAP50); the 3 resamples here are the first of seed 0.
-W8A8_TIE_BOUND = 5.3e-4
+# resample. benchmarks/bootstrap_ties.py on the suite's w8a8 eval, seeds 0-9 x 10 resamples: worst
+# 4.15e-3 (mAP50-95) and 5.08e-3 (mAP50); the 3 resamples here are the first of seed 0.
+W8A8_TIE_BOUND = 5.1e-3
 
 
 def test_w8a8_resamples_are_within_the_documented_bound_of_pycocotools(w8a8_eval):

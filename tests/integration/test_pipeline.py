@@ -21,7 +21,7 @@ def test_export_is_verified_and_recorded(baseline_export):
     assert result.onnx.path.name == "yolov10n-baseline-fp32.onnx"
     assert result.contract.passed
     assert result.verification.passed and result.verification.max_abs_diff < 1e-2
-    assert result.verification.confident_rows >= 4  # bus.jpg: a bus and people
+    assert result.verification.columns.confident_rows >= 4  # bus.jpg: a bus and people
     assert result.model.class_names_fixed  # the THU-MIG checkpoint carries '0'..'79'
     chosen = [a for a in result.device_choice.attempts if a.outcome == "chosen"]
     assert len(chosen) == 1 and (chosen[0].device, chosen[0].precision) == (
