@@ -88,11 +88,8 @@ class Output:
             rate = f"{done / elapsed:.1f} {unit}" if elapsed > 0 else ""
             bar.update(task, completed=done, total=total, rate=rate)
 
-        try:
+        with _stopped_at_exit(bar):
             yield update
-        finally:
-            if bar.live.is_started:
-                bar.stop()
 
     @contextlib.contextmanager
     def phases(self) -> Iterator[Callable[[str, int, int], None]]:
@@ -115,11 +112,8 @@ class Output:
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done, total=total)
 
-        try:
+        with _stopped_at_exit(bar):
             yield update
-        finally:
-            if bar.live.is_started:
-                bar.stop()
 
     @contextlib.contextmanager
     def pipeline(self, total: int) -> Iterator[Any]:
@@ -158,3 +152,13 @@ class Output:
         finally:
             if bar.live.is_started:
                 bar.stop()
+
+
+@contextlib.contextmanager
+def _stopped_at_exit(bar: Progress) -> Iterator[None]:
+    """A bar that started (it starts on the first update) is stopped however the work ends."""
+    try:
+        yield
+    finally:
+        if bar.live.is_started:
+            bar.stop()
