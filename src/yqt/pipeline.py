@@ -420,8 +420,11 @@ def _quantize(ex: _Executor, plan: _Plan, mode: str) -> _Outcome:
         calib_dir=plan.data.calib_dir if needs_images else None, calib_images=cfg.calib_images,
         target_bits=cfg.target_bits if low_bit else None, data=plan.data.data if needs_images else None,
     )  # fmt: skip
-    # GPTQ's integers depend on the packages and on torch's thread count (float sums): both decide reuse.
-    software = {"versions": package_versions(), "torch_threads": torch_threads()}
+    # The packages decide every mode's file; torch's thread count decides GPTQ's integers (float sums),
+    # so it decides reuse where GPTQ runs: the 4-bit modes.
+    software: dict[str, Any] = {"versions": package_versions()}
+    if low_bit:
+        software["torch_threads"] = torch_threads()
     inputs: dict[str, Any] = {"weights": plan.weights_sha, "software": software}
     if needs_images:
         from yqt.quant.calibrate import resolve_count

@@ -339,8 +339,10 @@ def _pipeline_step(kind: str, plan: Any, run_root: Path, run_id: str, label: str
             outcome = pl._smoke(ex, plan, pl._Model(label, deps[0]))
         elif kind == "eval":
             outcome = pl._eval(ex, plan, pl._Model(label, deps[0]))
-        elif kind == "bench":
-            outcome = pl._bench(ex, plan, list(deps))
+        elif kind == "bench":  # deps: what made each model, then each model's eval; label: the models' labels
+            labels = label.split(",")
+            plan.models[:] = [pl._Model(name, made) for name, made in zip(labels, deps[: len(labels)], strict=True)]
+            outcome = pl._bench(ex, plan, list(deps[len(labels) :]))
         elif kind == "compare":  # after every eval and the bench
             outcome = pl._compare(ex, plan, list(deps[:-1]), deps[-1])
         elif kind == "report":
@@ -506,7 +508,7 @@ class Cluster:
         makers = [(BASELINE, export)] + [(mode, submit("quantize", mode, export)) for mode in cfg.modes]
         smokes = [submit("smoke", label, made) for label, made in makers]
         evals = [submit("eval", label, made) for label, made in makers]
-        bench = submit("bench", "", *evals)
+        bench = submit("bench", ",".join(label for label, _ in makers), *(made for _, made in makers), *evals)
         compare = submit("compare", "", *evals, bench)
         order = [export, *[m for _, m in makers[1:]], *smokes, *evals, bench, compare]
         submit("report", "", *order, compare)

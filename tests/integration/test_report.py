@@ -96,7 +96,7 @@ def test_report_of_a_real_run_in_a_real_browser(report_run: Path, tmp_path: Path
     assert w8["size_ratio"] > 3  # int8 weights in a float file: about 3.5× smaller
     # The default --max-drop is 1 pt and w8a16 gains on these 100 images (+0.76 pt on CPU): a PASS that says why.
     assert doc["max_drop_pt"] == 1.0 and w8["delta_pt"] > -1.0
-    assert w8["verdict"] == "PASS" and "within the -1" in w8["verdict_detail"], w8
+    assert w8["verdict"] == "PASS" and "is within the −1.00 pt allowed" in w8["verdict_detail"], w8
     assert not any("re-run yqt eval" in w for w in doc["warnings"]), doc["warnings"]  # curves.json is there
     steps = json.loads((report_run / "run.json").read_text())["steps"]
     (step,) = [s for s in steps if s["name"] == "report"][-1:]

@@ -267,6 +267,6 @@ def test_target_bits_measures_the_ranking_itself_and_saves_it(session_runs: Path
     assert mixed.sensitivity == session_runs / "sens-measured" / "sensitivity" / "yolov10n-w4a16-qcdq-ptq.json"
     assert sha256_file(mixed.sensitivity) == mixed.sensitivity_sha256  # the file the choice was made from
     saved = json.loads(mixed.sensitivity.read_text())
-    assert saved["schema"] == "yqt/sensitivity/1" and len(saved["images"]["images"]) == 2
+    assert saved["schema"] == "yqt/sensitivity/2" and len(saved["images"]["images"]) == 2
     assert 4.9 < result.mean_weight_bits <= 5.0
     assert {d.name for d in result.layers if d.bits == 8} == {p.name for p in mixed.promoted}

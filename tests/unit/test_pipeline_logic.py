@@ -33,31 +33,36 @@ def test_a_fingerprint_follows_config_and_inputs_and_nothing_else():
     assert base != fingerprint("eval-n", cfg, {"onnx": "a" * 64})
 
 
-def test_a_quantize_fingerprint_follows_the_package_versions_and_torch_threads(monkeypatch: pytest.MonkeyPatch):
-    """GPTQ's integers depend on the packages and torch's thread count (README), so a quantize step made
-    by other software, or on another number of threads, is not reused."""
+def test_a_quantize_fingerprint_follows_the_package_versions_and_torch_threads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """GPTQ's integers depend on the packages and torch's thread count (README), so a 4-bit quantize
+    step made by other software, or on another number of threads, is not reused; an 8-bit one
+    follows the packages only (a Ray worker on one thread reuses a serial run's w8a16)."""
     import yqt.pipeline as pipeline
 
+    (tmp_path / "a.jpg").write_bytes(b"calibration image")
     software = {"versions": {"torch": "2.5.1", "yqt": "0.1.0"}, "threads": 4}
     monkeypatch.setattr(pipeline, "package_versions", lambda: dict(software["versions"]), raising=False)
     monkeypatch.setattr(pipeline, "torch_threads", lambda: software["threads"], raising=False)
-    cfg = PipelineConfig(modes=("w8a16",))
+    cfg = PipelineConfig(modes=("w8a16", "w4a16"), calib_dir=tmp_path)
     plan = pipeline._Plan(cfg=cfg, data=data_availability(cfg), weights_sha="a" * 64)
 
     class Recorder:
         def execute(self, name, config, inputs, action):  # stands in for _Executor.execute
             return fingerprint(name, config, inputs)
 
-    def quantize_fingerprint() -> str:
-        return pipeline._quantize(Recorder(), plan, "w8a16")  # type: ignore[arg-type]
+    def fingerprints() -> dict[str, str]:
+        return {mode: pipeline._quantize(Recorder(), plan, mode) for mode in cfg.modes}  # type: ignore[arg-type]
 
-    first = quantize_fingerprint()
-    assert quantize_fingerprint() == first
+    first = fingerprints()
+    assert fingerprints() == first
     software["threads"] = 2
-    assert quantize_fingerprint() != first
+    assert fingerprints()["w4a16"] != first["w4a16"] and fingerprints()["w8a16"] == first["w8a16"]
     software["threads"] = 4
     software["versions"] = {"torch": "2.6.0", "yqt": "0.1.0"}
-    assert quantize_fingerprint() != first
+    assert all(fingerprints()[m] != first[m] for m in cfg.modes)
+
 
 
 def test_the_calibration_digest_reads_the_first_n_images_by_name(tmp_path: Path):
