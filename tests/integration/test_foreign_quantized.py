@@ -21,15 +21,19 @@ class _Images:
 
 
 @pytest.fixture(scope="module")
-def ort_quantized(baseline_onnx: Path, coco_root: Path) -> Path:
-    """ORT QDQ int8 of the baseline, calibrated (MinMax) on two train2017 images, in the baseline's run."""
+def ort_quantized(baseline_onnx: Path, coco_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ORT QDQ int8 of the baseline, calibrated (MinMax) on two train2017 images, beside a copy of the
+    baseline in a folder of their own (the session's baseline run stays as the other tests expect it)."""
+    import shutil
+
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from yqt.data import letterbox, read_image
 
+    base = shutil.copyfile(baseline_onnx, tmp_path_factory.mktemp("foreign") / baseline_onnx.name)
     images = sorted((coco_root / "train2017").glob("*.jpg"))[:2]
     arrays = [letterbox(read_image(p), 640)[0] for p in images]
-    out = baseline_onnx.with_name("yolov10n-ortq.onnx")
+    out = base.with_name("yolov10n-ortq.onnx")
     quantize_static(str(baseline_onnx), str(out), _Images(arrays, "images"), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax)  # fmt: skip
@@ -37,7 +41,7 @@ def ort_quantized(baseline_onnx: Path, coco_root: Path) -> Path:
 
 
 def test_compare_and_report_label_a_foreign_quantized_file_by_its_graph(
-    ort_quantized: Path, baseline_eval, coco_root: Path, tmp_path: Path
+    ort_quantized: Path, coco_root: Path, tmp_path: Path
 ):
     import onnx
 
@@ -48,7 +52,9 @@ def test_compare_and_report_label_a_foreign_quantized_file_by_its_graph(
 
     meta = {p.key: p.value for p in onnx.load(str(ort_quantized), load_external_data=False).metadata_props}
     assert meta.get("yqt.mode") == "baseline"  # the float file's metadata, copied: it would say "fp32"
-    run = Run.containing(ort_quantized)
+    run = Run.open(tmp_path / "runs", "foreign")  # its own run: the session's baseline run stays as it is
+    baseline = ort_quantized.with_name("yolov10n-baseline-fp32.onnx")
+    baseline_eval = evaluate(EvalConfig(onnx=baseline, coco_root=coco_root, max_images=100, providers=("cpu",)), run)
     ev = evaluate(EvalConfig(onnx=ort_quantized, coco_root=coco_root, max_images=100, providers=("cpu",)), run)
     assert ev.graph_quantization is not None and ev.graph_quantization.startswith("int8 QDQ, ")
     convs = ev.graph_quantization.split(", ")[1]
