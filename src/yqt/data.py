@@ -52,6 +52,7 @@ class LabelledImages:
     annotations_path: Path | None  # the COCO JSON read; None when built from YOLO labels
     annotations_sha256: str
     yolo: YoloGroundTruth | None = None
+    ground_truth_json: bytes | None = None  # for YOLO labels: the COCO JSON hashed above, as eval writes it
 
     @property
     def in_name_order(self) -> bool:
@@ -164,14 +165,16 @@ def yolo_labelled_images(data: Path, split: str, skip_bad_labels: bool = False) 
     from yqt.yolo_data import build_ground_truth, coco_from_json, ground_truth_bytes, load_dataset_yaml
 
     truth = build_ground_truth(load_dataset_yaml(data), split, skip_bad_labels)
+    payload = ground_truth_bytes(truth)  # serialised once: hashed here, written by eval as is
     return LabelledImages(
         coco=coco_from_json(truth.coco_json),
         paths=truth.paths,
         order=truth.order,
         images_dir=truth.dataset.root,
         annotations_path=None,
-        annotations_sha256=hashlib.sha256(ground_truth_bytes(truth)).hexdigest(),
+        annotations_sha256=hashlib.sha256(payload).hexdigest(),
         yolo=truth,
+        ground_truth_json=payload,
     )
 
 

@@ -69,7 +69,6 @@ from yqt.runtime import (
     require_contract,
 )
 from yqt.schema import IMAGE_IDS
-from yqt.yolo_data import ground_truth_bytes
 
 log = logging.getLogger(__name__)
 
@@ -382,8 +381,8 @@ def evaluate(
         folder = run.eval_dir(name) if run is not None else None
         detections_sha256 = None
         annotations_path = truth.annotations_path
-        if folder is not None and truth.yolo is not None:  # compare and report re-score against this file
-            annotations_path = atomic_write_bytes(folder / "ground_truth.json", ground_truth_bytes(truth.yolo))
+        if folder is not None and truth.ground_truth_json is not None:  # compare and report re-score against it
+            annotations_path = atomic_write_bytes(folder / "ground_truth.json", truth.ground_truth_json)
         if folder is not None:  # bulk files first; metrics.json, written last, marks the eval complete
             payload = json_bytes(detections, compact=True)  # hashed as written, not read back
             detections_sha256 = hashlib.sha256(payload).hexdigest()
