@@ -20,18 +20,30 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
-_ULTRALYTICS_IMPORTED = []
+_SESSION_TORCH_THREADS: list[int] = []  # torch's thread count once ultralytics is imported
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # Some integration tests import ultralytics themselves; imported first, it would pin torch to one
     # thread for the rest of the session (see yqt.models.import_ultralytics_keeping_torch_threads).
     # Done before the first integration test, so a run of unit tests alone never imports torch.
-    if not _ULTRALYTICS_IMPORTED and item.get_closest_marker("integration") is not None:
+    if not _SESSION_TORCH_THREADS and item.get_closest_marker("integration") is not None:
         from yqt.models import import_ultralytics_keeping_torch_threads
 
         import_ultralytics_keeping_torch_threads()
-        _ULTRALYTICS_IMPORTED.append(True)
+        import torch
+
+        _SESSION_TORCH_THREADS.append(torch.get_num_threads())
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    # Ultralytics' own export and val (select_device) set torch to cpu_count - 1 threads, 1 on a 2-core
+    # machine; yqt never calls them, so a test that does gives the thread count back for the tests after it.
+    if _SESSION_TORCH_THREADS:
+        import torch
+
+        if torch.get_num_threads() != _SESSION_TORCH_THREADS[0]:
+            torch.set_num_threads(_SESSION_TORCH_THREADS[0])
 
 
 @dataclass
