@@ -13,12 +13,22 @@ the first 128 of coco2017-mini/train2017), and the script prints:
 Then, in a child process: the whole ``yqt quantize --mode w4a16`` (default calibration) wall time
 and peak RSS.
 
+With ``--other-threads 1``, the new method again on torch's 1 thread: how many integers differ from
+the default thread count's, and the mAP of each (GPTQ's thread dependence, through oneDNN's convs).
+
+``--equivalence 16``: on the first 16 images, the share of the loop's integers that block-sequential
+GPTQ gives with ``gptq_mode``'s own arithmetic (all of them), and with yqt's default arithmetic.
+``--onednn-cost`` times the pure 4-bit GPTQ with oneDNN's convolutions on and off (off, the thread
+count changes no integer: tests/integration/test_gptq.py).
+
     python benchmarks/gptq_speed.py [--configs pure,4.5] [--calib-images N] [--skip-old] [--skip-cli]
+                                    [--other-threads 1] [--onednn-cost] [--equivalence N]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import sys
 import tempfile
@@ -39,6 +49,57 @@ def held_out_ids(coco: Path, calib_names: set[str], folder: Path) -> list[int]:
     return sorted(i["id"] for i in data["images"] if i["file_name"] in present and i["file_name"] not in calib_names)
 
 
+def equivalence(coco: Path, count: int) -> str:
+    """Pure 4-bit on the first ``count`` images: the Brevitas loop, then block-sequential GPTQ with the
+    loop's arithmetic (running float32 Hessian average, Brevitas' float32 solve, one image per
+    forward), then with yqt's default; the share of integers each shares with the loop."""
+    import copy
+
+    import numpy as np
+
+    from yqt.quant import gptq
+    from yqt.quant.calibrate import select_calibration, torch_batches
+    from yqt.quantize import prepare
+    from yqt.records import QuantizeConfig
+
+    cfg = QuantizeConfig(mode="w4a16", coco_root=coco, gptq=False, providers=("cpu",), device="cpu")
+    base = prepare(cfg).module
+    images = torch_batches(select_calibration(coco / "train2017", count)[0], 640)
+
+    def solved(solve) -> dict:
+        model = copy.deepcopy(base)
+        solve(model)
+        return {k: np.frombuffer(v, dtype=np.int8) for k, v in integers(model).items()}
+
+    loop = solved(lambda m: gptq.brevitas_gptq_loop(m, images))
+    default = solved(lambda m: gptq.apply_gptq(m, images))
+    exact = solved(lambda m: gptq._below_8_bits(m, lambda: gptq.gptq_blockwise(m, images, loop_arithmetic=True)))
+
+    def share(other: dict) -> str:
+        same = sum(int((loop[k] == other[k]).sum()) for k in loop)
+        layers = sum(not np.array_equal(loop[k], other[k]) for k in loop)
+        return (
+            f"{same / sum(v.size for v in loop.values()):.2%} of the integers ({layers} of {len(loop)} layers differ)"
+        )
+
+    return (f"pure 4-bit, {count} images: with gptq_mode's arithmetic the block order shares {share(exact)} with "
+            f"the loop; the default arithmetic {share(default)}")  # fmt: skip
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch on ``n`` threads for the block (None: unchanged)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def integers(module) -> dict[str, bytes]:
     from yqt.quant.layers import integer_weights, quantized_layers
 
@@ -52,9 +113,17 @@ def main() -> None:
     parser.add_argument("--max-images", type=int, default=100)
     parser.add_argument("--skip-old", action="store_true", help="time only the block-sequential GPTQ")
     parser.add_argument("--skip-cli", action="store_true", help="skip the whole-quantize child process")
+    parser.add_argument("--onednn-cost", action="store_true", help="time GPTQ with oneDNN's convs off too")
+    parser.add_argument("--equivalence", type=int, default=0, metavar="N",
+                        help="integers vs the loop's on N images: gptq_mode's arithmetic, the default")  # fmt: skip
+    parser.add_argument("--other-threads", default="", help="comma list: also run the new method at these torch "
+                        "thread counts, and count the integers that differ")  # fmt: skip
     args = parser.parse_args()
+    args.other_threads = [int(n) for n in args.other_threads.split(",") if n]
     coco = coco_root_or_exit()
     train = coco / "train2017"
+
+    import torch
 
     from yqt.evaluate import evaluate
     from yqt.export import export_baseline
@@ -77,7 +146,7 @@ def main() -> None:
 
         sweep = None
         rows = []
-        for name in args.configs.split(","):
+        for name in [c for c in args.configs.split(",") if c]:
             target = None if name == "pure" else float(name)
             if target is not None and sweep is None:
                 sweep = sensitivity(SensitivityConfig(coco_root=coco), run)
@@ -86,10 +155,13 @@ def main() -> None:
                 parity_images=coco / "val2017", target_bits=target, sensitivity=sweep.json_path if target else None,
             )  # fmt: skip
             results = {}
-            methods = [("new", gptq.apply_gptq)] + ([] if args.skip_old else [("old", gptq.brevitas_gptq_loop)])
-            for method, solve in methods:
+            methods = [("new", gptq.apply_gptq, None)]
+            methods += [] if args.skip_old else [("old", gptq.brevitas_gptq_loop, None)]
+            methods += [(f"new on {n} thread(s)", gptq.apply_gptq, n) for n in args.other_threads]
+            for method, solve, threads in methods:
                 t0 = time.perf_counter()
-                prepared = prepare(cfg, solve_gptq=solve)
+                with torch_threads(threads):
+                    prepared = prepare(cfg, solve_gptq=solve)
                 if not ids_file.exists():
                     names = {i.name for i in prepared.calibration.images}
                     ids = held_out_ids(coco, names, train)
@@ -107,6 +179,14 @@ def main() -> None:
                 print(f"w4a16 {name} {method}: GPTQ {gptq_s:.1f} s ({prepared.gptq_layers} layers), "
                       f"prepare+quantize {elapsed:.0f} s (incl. PyTorch scoring for new), ORT dev {dev:.4f}, "
                       f"held-out {held:.4f}{extra}", flush=True)  # fmt: skip
+            for method, *_ in methods[1:]:
+                if method.startswith("new on"):
+                    other, main = results[method][4], results["new"][4]
+                    differ = sum(a != b for k in main for a, b in zip(main[k], other[k], strict=True))
+                    print(f"w4a16 {name}: {method} vs {torch.get_num_threads()}: {differ} of "
+                          f"{sum(len(v) for v in main.values())} integer bytes differ; dev "
+                          f"{results[method][1]:.4f} vs {results['new'][1]:.4f}, held-out {results[method][2]:.4f} "
+                          f"vs {results['new'][2]:.4f}", flush=True)  # fmt: skip
             if "old" in results:
                 (t_new, d_new, h_new, _, i_new), (t_old, d_old, h_old, _, i_old) = results["new"], results["old"]
                 same = sum(a == b for k in i_new for a, b in zip(i_new[k], i_old[k], strict=True))
@@ -115,11 +195,25 @@ def main() -> None:
                 print(f"w4a16 {name}: GPTQ {t_old:.0f} s -> {t_new:.0f} s ({t_old / t_new:.1f}x); dev {d_old:.4f} -> "
                       f"{d_new:.4f} ({(d_new - d_old) * 100:+.2f} pt); held-out {h_old:.4f} -> {h_new:.4f} "
                       f"({(h_new - h_old) * 100:+.2f} pt); integers shared {same / total:.1%}", flush=True)  # fmt: skip
-        float_dev, float_held = scores(base.onnx.path)
-        print(f"float: dev {float_dev:.4f}, held-out {float_held:.4f}")
-        for name, t_old, t_new, d_old, d_new, h_old, h_new in rows:
-            print(f"  {name}: {t_old / t_new:.1f}x, dev {d_new / float_dev:.1%} (old {d_old / float_dev:.1%}), "
-                  f"held-out {h_new / float_held:.1%} (old {h_old / float_held:.1%})")  # fmt: skip
+        if ids_file.exists():  # some config ran: float on the same images
+            float_dev, float_held = scores(base.onnx.path)
+            print(f"float: dev {float_dev:.4f}, held-out {float_held:.4f}")
+            for name, t_old, t_new, d_old, d_new, h_old, h_new in rows:
+                print(f"  {name}: {t_old / t_new:.1f}x, dev {d_new / float_dev:.1%} (old {d_old / float_dev:.1%}), "
+                      f"held-out {h_new / float_held:.1%} (old {h_old / float_held:.1%})")  # fmt: skip
+
+        if args.equivalence:  # the block order with gptq_mode's own arithmetic against the loop
+            print(equivalence(coco, args.equivalence), flush=True)
+
+        if args.onednn_cost:  # what thread-count invariance would cost: oneDNN's convs off
+            cfg = QuantizeConfig(mode="w4a16", coco_root=coco, calib_images=args.calib_images, providers=("cpu",),
+                                 device="cpu", parity_images=coco / "val2017")  # fmt: skip
+            seconds = {}
+            for onednn in (True, False):
+                with torch.backends.mkldnn.flags(enabled=onednn):
+                    seconds[onednn] = prepare(cfg).timings["gptq_s"]
+            print(f"w4a16 pure, GPTQ with oneDNN {seconds[True]:.1f} s, without {seconds[False]:.1f} s "
+                  f"({seconds[False] / seconds[True]:.2f}x)", flush=True)  # fmt: skip
 
         if not args.skip_cli:
             elapsed, _ = timed_process(yqt("quantize", "--mode", "w4a16", "--runs-dir", tmp, "--run", "cli", "--json",

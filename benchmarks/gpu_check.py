@@ -77,8 +77,10 @@ def tensorrt_layout(coco_root: Path, runs_dir: str) -> None:
         return
     smoke = yqt("smoke", str(model), "--providers", "tensorrt,cuda,cpu", *common)
     if smoke:
-        print(f"  ORT TensorRT EP: used {smoke['providers']['used']}, notes {smoke['providers']['notes']}, "
-              f"median {smoke['latency']['median_ms']:.2f} ms, {smoke['num_detections']} detections")
+        print(
+            f"  ORT TensorRT EP: used {smoke['providers']['used']}, notes {smoke['providers']['notes']}, "
+            f"median {smoke['latency']['median_ms']:.2f} ms, {smoke['num_detections']} detections"
+        )
     try:
         import tensorrt as trt
     except ImportError:
@@ -95,8 +97,10 @@ def tensorrt_layout(coco_root: Path, runs_dir: str) -> None:
     config = builder.create_builder_config()
     config.set_flag(trt.BuilderFlag.INT8)
     engine = builder.build_serialized_network(network, config)
-    print(f"  TensorRT {trt.__version__}: parsed {network.num_layers} layers; INT8 engine "
-          f"{'built (' + str(engine.nbytes) + ' bytes)' if engine is not None else 'FAILED to build'}")
+    print(
+        f"  TensorRT {trt.__version__}: parsed {network.num_layers} layers; INT8 engine "
+        f"{'built (' + str(engine.nbytes) + ' bytes)' if engine is not None else 'FAILED to build'}"
+    )
 
 
 if __name__ == "__main__":

@@ -40,12 +40,13 @@ def torch_map(module, coco_root: Path, n: int) -> float:
     """mAP50-95 of a PyTorch model under yqt's eval contract (letterbox, 80→91, pycocotools)."""
     import torch
 
-    from yqt.data import load_coco, prefetch_images, select_image_ids
+    from yqt.data import labelled_images, prefetch_images, select_image_ids
     from yqt.evaluate import _image_items, detections_for_image, run_cocoeval
 
-    coco = load_coco(coco_root / "annotations" / "instances_val2017.json")
-    ids = select_image_ids(coco.getImgIds(), n).ids
-    items = _image_items(coco, ids, coco_root / "val2017")
+    truth = labelled_images(coco_root)
+    coco = truth.coco
+    ids = select_image_ids(truth.order, n, in_given_order=truth.in_name_order).ids
+    items = _image_items(truth, ids)
     detections = []
     with torch.no_grad():
         for prepared in prefetch_images(items, 640):

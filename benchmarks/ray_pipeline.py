@@ -23,31 +23,40 @@ from _common import coco_root_or_exit, timed_process, yqt
 
 
 def critical_path(steps: list[dict]) -> tuple[float, float, list[str]]:
-    """(longest dependency chain in seconds, sum of step seconds, that chain) of a pipeline.json's steps."""
+    """(longest dependency chain in seconds, sum of step seconds, that chain) of a pipeline.json's steps,
+    by the dependencies ``--ray`` gives them: export; the sweep's ranking (``sensitivity-*``, from the
+    weights alone); each quantize after the export (and a ``--target-bits`` one after the ranking);
+    each model's smoke and eval after what made it; bench after every eval; compare after the bench;
+    report after everything."""
     seconds = {s["name"]: float(s.get("seconds") or 0.0) for s in steps}
     names = list(seconds)
-    export = next(n for n in names if n == "export")
     quantizes = [n for n in names if n.startswith("quantize-")]
-    smokes = [n for n in names if n.startswith("smoke-")]
-    evals = [n for n in names if n.startswith("eval-")]
+    finish: dict[str, tuple[float, list[str]]] = {}
 
-    def maker(name: str) -> str:  # smoke-/eval-<stem>: the step that made the model
-        stem = name.split("-", 1)[1]
-        mode = next((q for q in quantizes if f"-{q.removeprefix('quantize-')}-" in f"-{stem}-"), None)
-        return mode or export
+    def after(name: str, needs: list[str]) -> None:
+        start = max((finish[n] for n in needs if n in finish), default=(0.0, []), key=lambda x: x[0])
+        finish[name] = (start[0] + seconds[name], [*start[1], name])
 
-    finish: dict[str, tuple[float, list[str]]] = {export: (seconds[export], [export])}
-    for q in quantizes:
-        finish[q] = (finish[export][0] + seconds[q], [*finish[export][1], q])
-    for n in smokes + evals:
-        t, path = finish[maker(n)]
-        finish[n] = (t + seconds[n], [*path, n])
-    last_eval = max((finish[e] for e in evals), default=finish[export], key=lambda x: x[0])
-    chain = last_eval
-    for n in ("compare", "report"):
-        if n in seconds:
-            chain = (chain[0] + seconds[n], [*chain[1], n])
-    best = max([chain, *(finish[s] for s in smokes)], key=lambda x: x[0])
+    def maker(name: str) -> str:  # smoke-/eval-<stem>: the step that made the model (longest label first)
+        stem = f"-{name.split('-', 1)[1]}-"
+        found = [q for q in quantizes if f"-{q.removeprefix('quantize-')}-" in stem]
+        return max(found, key=len) if found else "export"
+
+    for name in names:
+        if name == "export" or name.startswith("sensitivity-"):
+            after(name, [])
+        elif name.startswith("quantize-"):
+            ranking = [n for n in names if n.startswith("sensitivity-")] if name.endswith("bit") else []
+            after(name, ["export", *ranking])
+        elif name.startswith(("smoke-", "eval-")):
+            after(name, [maker(name)])
+        elif name == "bench":
+            after(name, [n for n in names if n.startswith("eval-")])
+        elif name == "compare":
+            after(name, ["bench", *(n for n in names if n.startswith("eval-"))])
+        elif name == "report":
+            after(name, [n for n in names if n != "report"])
+    best = max(finish.values(), key=lambda x: x[0])
     return best[0], sum(seconds.values()), best[1]
 
 

@@ -120,7 +120,8 @@ Providers = Annotated[
 RuntimeOpt = Annotated[
     str,
     typer.Option(
-        "--runtime", metavar="ort|openvino",
+        "--runtime",
+        metavar="ort|openvino",
         help="Run on ONNX Runtime, or on OpenVINO's CPU device (the yqt[openvino] extra; takes an IR .xml too).",
     ),
 ]
@@ -140,8 +141,10 @@ CocoRoot = Annotated[
 DataYaml = Annotated[
     Path | None,
     typer.Option(
-        "--data", metavar="FILE.yaml",
-        help="Ultralytics dataset YAML (YOLO labels), instead of --coco-root.", show_default="none",
+        "--data",
+        metavar="FILE.yaml",
+        help="Ultralytics dataset YAML (YOLO labels), instead of --coco-root.",
+        show_default="none",
     ),
 ]
 SkipBadLabels = Annotated[
@@ -163,7 +166,8 @@ ImageIdsList = Annotated[
 RayAddress = Annotated[
     str | None,
     typer.Option(
-        "--ray", metavar="[ADDRESS|auto]",
+        "--ray",
+        metavar="[ADDRESS|auto]",
         help="Run on Ray: alone, a local instance; auto, the cluster `ray start` made here; or HOST:PORT of a "
         "head node. Needs yqt[ray]; every node must see the files at the same paths.",
         show_default="serial, no Ray",
@@ -176,7 +180,9 @@ CalibDir = Annotated[
 CalibImages = Annotated[
     int | None,
     typer.Option(
-        "--calib-images", metavar="N", help="Calibration images: the first N files by name.",
+        "--calib-images",
+        metavar="N",
+        help="Calibration images: the first N files by name.",
         show_default="128 for 4-bit GPTQ, else 64",
     ),
 ]
@@ -387,14 +393,17 @@ def eval_(
     annotations: Annotated[
         Path | None,
         typer.Option(
-            "--annotations", help="Override the annotations JSON.",
+            "--annotations",
+            help="Override the annotations JSON.",
             show_default="<coco-root>/annotations/instances_val2017.json",
         ),
     ] = None,
     max_images: Annotated[
         int | None,
         typer.Option(
-            "--max-images", metavar="N", help="Score only the first N image ids (ascending).",
+            "--max-images",
+            metavar="N",
+            help="Score only the first N image ids (ascending).",
             show_default="every image in the annotations",
         ),
     ] = None,
@@ -486,7 +495,9 @@ def quantize(
     keep_8bit: Annotated[
         list[str] | None,
         typer.Option(
-            "--keep-8bit", metavar="GLOB", help="Module names kept at 8-bit weights in w4 modes (repeatable).",
+            "--keep-8bit",
+            metavar="GLOB",
+            help="Module names kept at 8-bit weights in w4 modes (repeatable).",
             show_default="none",
         ),
     ] = None,
@@ -521,7 +532,9 @@ def quantize(
     sensitivity: Annotated[
         Path | None,
         typer.Option(
-            "--sensitivity", metavar="FILE", help="A yqt sensitivity JSON for --target-bits.",
+            "--sensitivity",
+            metavar="FILE",
+            help="A yqt sensitivity JSON for --target-bits.",
             show_default="measured now",
         ),
     ] = None,
@@ -543,13 +556,12 @@ def quantize(
     parity_images: Annotated[
         Path | None,
         typer.Option(
-            "--parity-images", help="Folder of real images for the parity check.",
+            "--parity-images",
+            help="Folder of real images for the parity check.",
             show_default="Ultralytics' sample images",
         ),
     ] = None,
-    parity_max: Annotated[
-        int, typer.Option("--parity-max", metavar="N", help="At most this many parity images.")
-    ] = 16,
+    parity_max: Annotated[int, typer.Option("--parity-max", metavar="N", help="At most this many parity images.")] = 16,
     providers: Providers = "cuda,cpu",
     runs_dir: RunsDir = None,
     run: RunId = None,
@@ -698,7 +710,8 @@ def compare(
     max_drop: Annotated[
         float | None,
         typer.Option(
-            "--max-drop", metavar="PT",
+            "--max-drop",
+            metavar="PT",
             help="Exit 1 if any ΔmAP50-95 is below -PT. PT is in mAP points: 0.5 allows a drop of 0.005 mAP "
             "(0.4459 to 0.4409).",
             show_default="no limit",
@@ -713,7 +726,9 @@ def compare(
     metrics: Annotated[
         str | None,
         typer.Option(
-            "--metrics", metavar="NAMES", help="Metric columns, comma-separated, e.g. mAP_50_95,mAP_75,AR_100.",
+            "--metrics",
+            metavar="NAMES",
+            help="Metric columns, comma-separated, e.g. mAP_50_95,mAP_75,AR_100.",
             show_default="mAP_50_95,mAP_50",
         ),
     ] = None,
@@ -762,7 +777,8 @@ def pipeline(
     data: Annotated[
         Path | None,
         typer.Option(
-            "--data", metavar="FILE.yaml",
+            "--data",
+            metavar="FILE.yaml",
             help="Ultralytics dataset YAML (YOLO labels), instead of --coco-root: calibration on its train split, "
             "evaluation on its val split.",
             show_default="none",
@@ -779,11 +795,12 @@ def pipeline(
     calib_dir: CalibDir = None,
     calib_images: CalibImages = None,
     target_bits: Annotated[
-        float | None,
+        str | None,
         typer.Option(
             "--target-bits",
-            metavar="BITS",
-            help="4-bit modes: keep the most sensitive layers at 8 bits up to this mean weight bits.",
+            metavar="BITS[,BITS...]",
+            help="4-bit modes: keep the most sensitive layers at 8 bits up to this mean weight bits; several "
+            "values (4.25,4.5,5) make one model each, for the accuracy-size curve.",
             show_default="all 4-bit",
         ),
     ] = None,
@@ -803,7 +820,7 @@ def pipeline(
 ) -> None:
     """Export, quantize each mode, smoke, evaluate, compare and report, in one run; a rerun redoes only
     what changed. Exit 1 if any step failed."""
-    from yqt.pipeline import run_pipeline, step_count
+    from yqt.pipeline import parse_targets, run_pipeline, step_count
     from yqt.records import PipelineConfig
     from yqt.runs import Run
     from yqt.runtime import parse_providers
@@ -813,7 +830,7 @@ def pipeline(
     cfg = PipelineConfig(
         modes=tuple(m for m in modes.replace(" ", "").split(",") if m), weights=weights, imgsz=imgsz,
         device=_device(device), coco_root=coco_root, calib_dir=calib_dir, calib_images=calib_images,
-        target_bits=target_bits, max_images=max_images, image_ids_list=image_ids_list,
+        target_bits=parse_targets(target_bits), max_images=max_images, image_ids_list=image_ids_list,
         providers=parse_providers(providers), bootstrap=bootstrap, seed=seed, max_drop_pt=max_drop, data=data,
     )  # fmt: skip
     target = Run.open(runs_dir, run)

@@ -60,9 +60,11 @@ class Tolerance:
 
 
 # fp32, measured on bus.jpg for yolov10n's confident rows (both heads): boxes 1.5e-4 px, scores 1.8e-6.
-# fp16 (not measured here) has a step of 0.5 px at 512-1024 px and of 2^-11 at scores 0.5-1: the
-# tolerance is 2 steps of box and 20 of score.
-TOLERANCE = {"fp32": Tolerance(box_px=1e-2, score=1e-3), "fp16": Tolerance(box_px=1.0, score=1e-2)}
+# Float error grows with depth and weight scale: a random-init yolov10m at w4a16 differed by 0.16 px
+# (benchmarks/quantize_scale.py), so boxes get 0.25 px, still half of the smallest step a shifted box
+# would show. fp16 (not measured here) has a step of 0.5 px at 512-1024 px and of 2^-11 at scores
+# 0.5-1: the tolerance is 2 steps of box and 20 of score.
+TOLERANCE = {"fp32": Tolerance(box_px=0.25, score=1e-3), "fp16": Tolerance(box_px=1.0, score=1e-2)}
 
 
 @dataclass(frozen=True)

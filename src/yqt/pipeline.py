@@ -1,7 +1,8 @@
 """``yqt pipeline``: from a checkpoint to a report, in one run folder, resumable.
 
-The steps: export the baseline; quantize each mode; smoke each model; evaluate each model on one
-image set; compare; report. Each is the library stage the single command runs, recorded in
+The steps: export the baseline; quantize each mode (a 4-bit mode once per ``--target-bits`` value,
+after one sensitivity sweep that all of them read); smoke each model; evaluate each model on one
+image set; bench; compare; report. Each is the library stage the single command runs, recorded in
 ``run.json`` as usual, plus a *fingerprint*: the sha256 of the step's full config and the hashes of
 what it reads (weights, calibration images, the ONNX file, annotations, the evaluations compared);
 a quantize step's also holds the package versions and torch's thread count, which GPTQ's integers
@@ -101,10 +102,14 @@ def validate_pipeline_config(cfg: PipelineConfig) -> PipelineConfig:
         check_count(cfg.calib_images)
     if cfg.bootstrap < 0:
         raise YqtError(f"--bootstrap must be >= 0, got {cfg.bootstrap}", "use --bootstrap 1000 (0 disables CIs)")
-    if cfg.target_bits is not None:
+    if cfg.target_bits:
         from yqt.quant.mixed import check_target
 
-        check_target(cfg.target_bits)
+        for target in cfg.target_bits:
+            check_target(target)
+        twice = sorted({t for t in cfg.target_bits if cfg.target_bits.count(t) > 1})
+        if twice:
+            raise YqtError(f"--target-bits names {', '.join(f'{t:g}' for t in twice)} twice", "name each target once")
         if not any(get_mode(m).low_bit for m in modes):
             raise YqtError("--target-bits applies to the 4-bit modes only", "add w4a16 or w4a8 to --modes")
     resolve_weights(cfg.weights)  # a missing checkpoint is refused now, not after the export fails
@@ -122,6 +127,21 @@ def validate_pipeline_config(cfg: PipelineConfig) -> PipelineConfig:
         cfg, modes=modes, coco_root=absolute(cfg.coco_root), calib_dir=absolute(cfg.calib_dir),
         image_ids_list=absolute(cfg.image_ids_list), data=absolute(cfg.data),
     )  # fmt: skip
+
+
+def parse_targets(text: str | None) -> tuple[float, ...]:
+    """``--target-bits 4.25,4.5,5`` as numbers, in the order given (checked by the pipeline)."""
+    if text is None:
+        return ()
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    try:
+        if not parts:
+            raise ValueError
+        return tuple(float(p) for p in parts)
+    except ValueError:
+        raise YqtError(
+            f"--target-bits takes numbers separated by commas, got {text!r}", "pass e.g. --target-bits 4.25,4.5,5"
+        ) from None
 
 
 def fingerprint(step: str, config: Any, inputs: Mapping[str, Any]) -> str:
@@ -345,10 +365,40 @@ class _Plan:
     models: list[_Model] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One quantized model of the pipeline: a mode, and for a 4-bit mode in a sweep, one target."""
+
+    mode: str
+    target_bits: float | None = None
+
+    @property
+    def label(self) -> str:
+        """``w8a8``, or ``w4a16-4.5bit`` in a ``--target-bits`` sweep: the quantize step is ``quantize-<label>``."""
+        return self.mode if self.target_bits is None else f"{self.mode}-{self.target_bits:g}bit"
+
+
+def variants(cfg: PipelineConfig) -> tuple[Variant, ...]:
+    """Each mode once, except that a 4-bit mode gives one model per ``--target-bits`` value."""
+    from yqt.quant.modes import get_mode
+
+    out: list[Variant] = []
+    for mode in cfg.modes:
+        low_bit = get_mode(mode).low_bit
+        out += [Variant(mode, t) for t in cfg.target_bits] if low_bit and cfg.target_bits else [Variant(mode)]
+    return tuple(out)
+
+
+def sweeps_sensitivity(cfg: PipelineConfig) -> bool:
+    """A ``--target-bits`` sweep measures the layer ranking once, in a step of its own, for all its models."""
+    return any(v.target_bits is not None for v in variants(cfg))
+
+
 def step_count(cfg: PipelineConfig) -> int:
-    """export + quantize per mode + smoke and eval per model + bench + compare + report."""
-    models = 1 + len(cfg.modes)
-    return 1 + len(cfg.modes) + 2 * models + 3
+    """export + the sensitivity sweep of a --target-bits sweep + a quantize per variant + smoke and eval
+    per model + bench + compare + report."""
+    quantized = len(variants(cfg))
+    return 1 + int(sweeps_sensitivity(cfg)) + quantized + 2 * (1 + quantized) + 3
 
 
 def run_pipeline(
@@ -372,8 +422,9 @@ def run_pipeline(
     else:
         baseline = _export(ex, plan)
         plan.models.append(_Model(BASELINE, baseline))
-        for mode in cfg.modes:
-            plan.models.append(_Model(mode, _quantize(ex, plan, mode)))
+        ranking = _sensitivity(ex, plan) if sweeps_sensitivity(cfg) else None
+        for variant in variants(cfg):
+            plan.models.append(_Model(variant.label, _quantize(ex, plan, variant.label, ranking)))
         for model in plan.models:
             _smoke(ex, plan, model)
         evals = [_eval(ex, plan, model) for model in plan.models]
@@ -406,19 +457,59 @@ def _export(ex: _Executor, plan: _Plan) -> _Outcome:
     return ex.execute("export", export_cfg, {"weights": plan.weights_sha}, action)
 
 
-def _quantize(ex: _Executor, plan: _Plan, mode: str) -> _Outcome:
+SWEEP_BITS = 4  # the probe precision of the sweep's ranking: every 4-bit mode reads the same one
+
+
+def _sensitivity(ex: _Executor, plan: _Plan) -> _Outcome:
+    """The layer ranking every ``--target-bits`` model reads, measured once (quantize would measure it
+    again for each target) on the first images of the calibration set, as quantize itself does."""
+    from yqt.records import SensitivityConfig
+    from yqt.sensitivity import probe_tag
+
+    cfg, name = plan.cfg, f"sensitivity-{probe_tag(SWEEP_BITS, act=False)}"
+    missing = plan.data.calibration_missing()
+    if missing:
+        return ex.skip(name, f"--target-bits needs calibration images; {missing}")
+    scfg = SensitivityConfig(
+        weights=cfg.weights, imgsz=cfg.imgsz, bits=SWEEP_BITS, calib_dir=plan.data.calib_dir,
+        calib_images=QuantizeConfig.sensitivity_images, data=plan.data.data if plan.data.calib_dir is None else None,
+    )  # fmt: skip
+    files = plan.data.calibration_files(scfg.calib_images)
+    inputs = {"weights": plan.weights_sha, "calibration": calibration_digest(files, scfg.calib_images),
+              "software": {"versions": package_versions(), "torch_threads": torch_threads()}}  # fmt: skip
+
+    def action() -> str | None:
+        from yqt.sensitivity import sensitivity
+
+        sensitivity(scfg, ex.run, lambda done, total: ex.events.progress("sensitivity (layers)", done, total))
+        return None
+
+    return ex.execute(name, scfg, inputs, action)
+
+
+def _quantize(ex: _Executor, plan: _Plan, label: str, ranking: _Outcome | None = None) -> _Outcome:
+    """Quantize one variant; a ``--target-bits`` one reads the sweep's ``ranking``."""
     from yqt.quant.modes import get_mode
 
-    cfg, name = plan.cfg, f"quantize-{mode}"
+    cfg, name = plan.cfg, f"quantize-{label}"
+    variant = next(v for v in variants(cfg) if v.label == label)
+    mode, target = variant.mode, variant.target_bits
     low_bit = get_mode(mode).low_bit
-    needs_images = get_mode(mode).needs_calibration(gptq=True) or (low_bit and cfg.target_bits is not None)
+    needs_images = get_mode(mode).needs_calibration(gptq=True) or target is not None
     missing = plan.data.calibration_missing() if needs_images else None
     if missing:
         return ex.skip(name, f"--mode {mode} needs calibration images; {missing}")
+    sweep = None
+    if target is not None:
+        if ranking is None:  # variants() and sweeps_sensitivity() agree: every target has a ranking step
+            raise ValueError(f"{name}: a --target-bits model needs the sensitivity step's outcome")
+        if not ranking.usable:
+            return ex.skip(name, f"needs the layer ranking, but {ranking.step.name} {ranking.step.status.value}")
+        sweep = ranking.artifact(ex.run, "sensitivity")
     qcfg = QuantizeConfig(
         mode=mode, weights=cfg.weights, imgsz=cfg.imgsz, device=cfg.device, providers=cfg.providers,
         calib_dir=plan.data.calib_dir if needs_images else None, calib_images=cfg.calib_images,
-        target_bits=cfg.target_bits if low_bit else None, data=plan.data.data if needs_images else None,
+        target_bits=target, sensitivity=sweep, data=plan.data.data if needs_images else None,
     )  # fmt: skip
     # The packages decide every mode's file; torch's thread count decides GPTQ's integers (float sums),
     # so it decides reuse where GPTQ runs: the 4-bit modes.
@@ -431,6 +522,8 @@ def _quantize(ex: _Executor, plan: _Plan, mode: str) -> _Outcome:
 
         count = resolve_count(cfg.calib_images, get_mode(mode), qcfg.gptq)
         inputs["calibration"] = calibration_digest(plan.data.calibration_files(count), count)
+    if sweep is not None:
+        inputs["sensitivity"] = sha256_file(sweep)
 
     def action() -> str | None:
         from yqt.quantize import quantize

@@ -41,7 +41,7 @@ from yqt.export import (
 from yqt.models import LoadedDetector, load_detector
 from yqt.provenance import calibration_metadata
 from yqt.quant import activations, calibrate, gptq, layers, mixed, parity, storage
-from yqt.quant.gate import run_gate
+from yqt.quant.gate import openvino_kernels_check, run_gate
 from yqt.quant.modes import QuantMode, get_mode
 from yqt.records import (
     CalibrationSet,
@@ -254,7 +254,11 @@ def _validate_mixed(cfg: QuantizeConfig, mode: QuantMode) -> list[str]:
 
 
 def _mixed_precision(
-    cfg: QuantizeConfig, mode: QuantMode, detector: LoadedDetector, plan: layers.LayerPlan, calib: Any,
+    cfg: QuantizeConfig,
+    mode: QuantMode,
+    detector: LoadedDetector,
+    plan: layers.LayerPlan,
+    calib: Any,
     progress: ProgressFn | None,
 ) -> tuple[layers.LayerPlan, Any, Any]:
     """``--target-bits``: the plan with its 8-bit layers chosen, the report, and the sensitivity
@@ -280,6 +284,19 @@ def _mixed_precision(
         source, digest = None, hashlib.sha256(json_bytes(measured)).hexdigest()
     promoted, mixed_report = mixed.choose_mixed_precision(before, ranking, cfg.target_bits, source, digest)
     return replace(plan, promoted=promoted), mixed_report, measured
+
+
+def _openvino_ir(onnx_path: Path, xml: Path, expected: int) -> tuple[Path | None, GateReport | None, str | None]:
+    """``--layout openvino``: the gated ONNX converted to an OpenVINO IR (weights kept in their own
+    precision, not fp16), gated by the int8 convolutions OpenVINO compiles from the IR itself: one per
+    quantized layer, as for the ONNX. Without OpenVINO: no IR, and a note saying how to get one."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None, None, "no OpenVINO IR written: install yqt[openvino] to get one beside the ONNX"
+    with captured_output("OpenVINO convert"):
+        ov.save_model(ov.convert_model(str(onnx_path)), str(xml), compress_to_fp16=False)
+    return xml, GateReport(f"{xml.name} (OpenVINO IR)", tuple(openvino_kernels_check(xml, expected))), None
 
 
 def _metadata(detector: LoadedDetector, mode: QuantMode, precision: str, mean_bits: float, extra: dict) -> dict:
@@ -313,10 +330,9 @@ def prepare(
 ) -> PreparedModel:
     """Validate, pick the calibration images, swap the layers and run GPTQ: everything before export.
 
-    ``solve_gptq`` replaces the GPTQ solver, :func:`yqt.quant.gptq.brevitas_gptq_loop` (Brevitas'
-    ``gptq_mode``): the benchmark passes ``gptq.apply_gptq`` to time block-sequential GPTQ on the same
-    images. Block-sequential GPTQ is not the default yet: on the whole yolov10n at 640 it has not
-    been shown faster or as accurate (benchmarks/gptq_speed.py). Not a user option."""
+    ``solve_gptq`` replaces the GPTQ solver, block-sequential :func:`yqt.quant.gptq.apply_gptq`: the
+    benchmark passes ``gptq.brevitas_gptq_loop`` (Brevitas' ``gptq_mode``) to time the previous method
+    on the same images (benchmarks/gptq_speed.py). Not a user option."""
     t0 = time.perf_counter()
     mode = get_mode(cfg.mode)
     opset = cfg.opset or mode.default_opset
@@ -344,7 +360,7 @@ def prepare(
     if mode.low_bit and cfg.gptq:
         t = time.perf_counter()
         batches = calibrate.torch_batches(calib, cfg.imgsz)
-        solved = (solve_gptq or gptq.brevitas_gptq_loop)(qmodule, batches, cfg.act_order, progress)
+        solved = (solve_gptq or gptq.apply_gptq)(qmodule, batches, cfg.act_order, progress)
         timings["gptq_s"] = time.perf_counter() - t
     return PreparedModel(
         qmodule, detector, mode, opset, decisions, calib, tuple(notes), timings, solved, mixed_report, measured
@@ -369,13 +385,15 @@ def quantize(
     timings = dict(prepared.timings)
     images = parity.parity_images(cfg.parity_images, cfg.parity_max_images)
     verify_image = default_smoke_image()
-    name = f"{detector.stem}-{mode.name}-qcdq-ptq"
+    # A --target-bits model names its target, so the models of a sweep sit side by side in one run.
+    target_tag = "" if cfg.target_bits is None else f"-{cfg.target_bits:g}bit"
+    name = f"{detector.stem}-{mode.name}{target_tag}-qcdq-ptq"
     failures: list[str] = []
     gate_opt: GateReport | None = None
     act_report = None
     with (
         tempfile.TemporaryDirectory(prefix="yqt-quantize-") as work,
-        maybe_step(run, f"quantize-{mode.name}", cfg) as step,
+        maybe_step(run, f"quantize-{mode.name}{target_tag}", cfg) as step,
     ):
         t = time.perf_counter()
         if mode.weight_only:
@@ -413,7 +431,14 @@ def quantize(
             if not parity_report.passed:
                 p = parity_report
                 failures.append(f"parity: {p.counts()} at IoU ≥ {p.iou_threshold}" + (f"; {p.note}" if p.note else ""))
-        onnx_art = opt_art = size = None
+        ir_tmp, gate_ir = None, None
+        if not failures and act_report is not None and act_report.layout == Layout.OPENVINO.value:
+            expected = sum(d.quantized for d in decisions)
+            ir_tmp, gate_ir, ir_note = _openvino_ir(outcome.tmp_path, Path(work) / f"{name}.xml", expected)
+            notes += [ir_note] if ir_note else []
+            if gate_ir is not None:
+                failures += [f"gate ({gate_ir.target}): {c.name}: {c.detail}" for c in gate_ir.checks if not c.passed]
+        onnx_art = opt_art = ir_art = ir_bin_art = size = None
         if not failures:  # publish only what passed: a rejected file never looks valid
             # Read only now: the step may have moved a new default-id run to a free id.
             out_dir = run.onnx_dir if run is not None else Path.cwd()
@@ -423,6 +448,11 @@ def quantize(
             size = _size_report(target, opt_target, run, detector.stem, detector.info.parameters)
             record_artifact(step, onnx_art, "onnx")
             record_artifact(step, opt_art, "onnx-opt")
+            if ir_tmp is not None:  # the .bin first: an .xml never sits beside a missing or stale .bin
+                ir_bin_art = file_artifact(publish(ir_tmp.with_suffix(".bin"), out_dir / f"{name}.bin"))
+                ir_art = file_artifact(publish(ir_tmp, out_dir / f"{name}.xml"))
+                record_artifact(step, ir_art, "openvino-ir")
+                record_artifact(step, ir_bin_art, "openvino-ir-bin")
         mixed_report = prepared.mixed_precision
         if run is not None and prepared.sensitivity is not None:
             # Written as hashed in prepare(), so the report's sha256 is this file's.
@@ -436,6 +466,7 @@ def quantize(
             warnings=tuple(notes), timings=timings, mean_weight_bits=mean_bits,
             calibration=calib, activations=act_report, storage=store, gptq_layers=prepared.gptq_layers,
             mixed_precision=mixed_report, config=cfg, versions=package_versions(), torch_threads=torch_threads(),
+            openvino_ir=ir_art, openvino_ir_bin=ir_bin_art, gate_ir=gate_ir,
         )  # fmt: skip
         if run is not None:  # saved whether it passed or not: a failed gate is evidence too
             record_artifact(step, atomic_write_json(run.root / "quantize" / f"{name}.json", result), "quantize-result")

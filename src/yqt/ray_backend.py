@@ -333,8 +333,10 @@ def _pipeline_step(kind: str, plan: Any, run_root: Path, run_id: str, label: str
     with step_tags("*", node={"id": node.id, "ip": node.ip, "host": node.host}):
         if kind == "export":
             outcome = pl._export(ex, plan)
-        elif kind == "quantize":
-            outcome = pl._quantize(ex, plan, label)
+        elif kind == "sensitivity":
+            outcome = pl._sensitivity(ex, plan)
+        elif kind == "quantize":  # deps: the export, then the sweep's ranking for a --target-bits model
+            outcome = pl._quantize(ex, plan, label, deps[1] if len(deps) > 1 else None)
         elif kind == "smoke":
             outcome = pl._smoke(ex, plan, pl._Model(label, deps[0]))
         elif kind == "eval":
@@ -487,10 +489,11 @@ class Cluster:
     def pipeline_steps(self, plan: Any, run: Any, events: Any) -> list[Any]:
         """Every step as a Ray task, with its real dependencies; the outcomes in the serial order.
 
-        export → each quantize (it reads the baseline's size) → each model's smoke and eval → bench
-        (every eval) → compare (every eval and the bench) → report (every outcome before it).
+        export → each quantize (it reads the baseline's size; a --target-bits model also the sensitivity
+        step's ranking) → each model's smoke and eval → bench (every eval) → compare (every eval and the
+        bench) → report (every outcome before it).
         """
-        from yqt.pipeline import BASELINE
+        from yqt.pipeline import BASELINE, sweeps_sensitivity, variants
 
         cfg = plan.cfg
         run._ensure()  # made once, here: the tasks attach to it
@@ -505,12 +508,16 @@ class Cluster:
             return ref
 
         export = submit("export", "")
-        makers = [(BASELINE, export)] + [(mode, submit("quantize", mode, export)) for mode in cfg.modes]
+        ranking = [submit("sensitivity", "")] if sweeps_sensitivity(cfg) else []
+        makers = [(BASELINE, export)] + [
+            (v.label, submit("quantize", v.label, export, *(ranking if v.target_bits is not None else [])))
+            for v in variants(cfg)
+        ]
         smokes = [submit("smoke", label, made) for label, made in makers]
         evals = [submit("eval", label, made) for label, made in makers]
         bench = submit("bench", ",".join(label for label, _ in makers), *(made for _, made in makers), *evals)
         compare = submit("compare", "", *evals, bench)
-        order = [export, *[m for _, m in makers[1:]], *smokes, *evals, bench, compare]
+        order = [export, *ranking, *[m for _, m in makers[1:]], *smokes, *evals, bench, compare]
         submit("report", "", *order, compare)
         outcomes: dict[Any, Any] = {}
         pending = list(refs)

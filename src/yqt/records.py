@@ -750,7 +750,7 @@ class SizeReport:
 
 @dataclass(frozen=True)
 class QuantizeResult:
-    SCHEMA: ClassVar[str] = "yqt/quantize/4"
+    SCHEMA: ClassVar[str] = "yqt/quantize/5"
 
     mode: str
     model: ModelInfo
@@ -779,6 +779,10 @@ class QuantizeResult:
     # GPTQ's 4-bit weights depend on float summation order: a rerun on another thread count
     # differed in ~10% of them (and by 0.85 pt mAP at 4.5 bits), so the count is part of the trace.
     torch_threads: int | None = None
+    # --layout openvino: the OpenVINO IR (.xml; its .bin beside it) of the gated file, and its own gate
+    openvino_ir: FileArtifact | None = None
+    openvino_ir_bin: FileArtifact | None = None
+    gate_ir: GateReport | None = None
 
 
 # --------------------------------------------------------------------------------------------- compare
@@ -970,7 +974,7 @@ class PipelineConfig:
     calib_dir: Path | None = None  # None: <coco_root>/train2017, or the --data YAML's train split
     data: Path | None = None  # an Ultralytics dataset YAML: calibrate on its train split, score its val split
     calib_images: int | None = None  # None: each mode's quantize default
-    target_bits: float | None = None  # for the 4-bit modes: the mean weight bits of the mixed precision
+    target_bits: tuple[float, ...] = ()  # for the 4-bit modes: one mixed-precision model per mean weight bits
     max_images: int | None = None
     image_ids_list: Path | None = None
     providers: tuple[str, ...] = ("cuda", "cpu")
@@ -999,7 +1003,7 @@ class PipelineStep:
 
 @dataclass(frozen=True)
 class PipelineResult:
-    SCHEMA: ClassVar[str] = "yqt/pipeline/3"
+    SCHEMA: ClassVar[str] = "yqt/pipeline/4"
 
     run_id: str
     run_root: Path

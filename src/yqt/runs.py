@@ -125,7 +125,6 @@ def captured_output(label: str) -> Iterator[None]:
                 log.info("%s output:\n%s", label, text[-20000:])
 
 
-
 def _umask() -> int:
     """The process umask, read without changing it where Linux allows (os.umask alone must set it)."""
     try:

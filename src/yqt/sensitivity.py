@@ -37,8 +37,13 @@ def check_config(cfg: SensitivityConfig) -> None:
     calibrate.check_count(cfg.calib_images)
 
 
+def probe_tag(bits: int, act: bool) -> str:
+    """``w4``, or ``w4a8`` with activation probes: the sweep's step is ``sensitivity-<tag>``."""
+    return f"w{bits}{'a8' if act else ''}"
+
+
 def result_name(stem: str, bits: int, act: bool) -> str:
-    return f"{stem}-w{bits}{'a8' if act else ''}"
+    return f"{stem}-{probe_tag(bits, act)}"
 
 
 def sensitivity(
@@ -62,7 +67,7 @@ def sensitivity(
     detector = load_detector(cfg.weights, cfg.imgsz)
     load_s = time.perf_counter() - t0
     name = result_name(detector.stem, cfg.bits, cfg.act)
-    with maybe_step(run, f"sensitivity-{name.split('-', 1)[1]}", cfg) as step:
+    with maybe_step(run, f"sensitivity-{probe_tag(cfg.bits, cfg.act)}", cfg) as step:
         result = measure(detector, calib, cfg, progress, cluster)
         timings = {"load_s": load_s, **result.timings}
         if labels is not None:
@@ -240,7 +245,5 @@ def verify_ranking(
         f"{'held' if held else 'did not hold'}: Spearman ρ {rho:+.2f} between the proxy's order and the mAP drops "
         f"of its top {len(chosen)} on {len(ids)} labelled images (held: ρ ≥ {HELD_SPEARMAN})"
     )
-    layers = tuple(
-        VerifiedLayer(r.name, r.rank, maps[i], drops[i], drop_rank[i]) for i, r in enumerate(chosen)
-    )
+    layers = tuple(VerifiedLayer(r.name, r.rank, maps[i], drops[i], drop_rank[i]) for i, r in enumerate(chosen))
     return RankingCheck(annotations, len(ids), float_map, layers, rho, held, verdict)

@@ -30,6 +30,7 @@ def test_the_same_model_listed_twice_runs_at_the_same_speed(baseline_onnx: Path)
     assert "intra_op_num_threads=2" in second.session_options
 
 
+@pytest.mark.slow
 def test_bench_json_table_and_run_record(baseline_onnx: Path, tmp_path: Path):
     openvino_or_skip()
     runs = tmp_path / "runs"

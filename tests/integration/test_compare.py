@@ -52,6 +52,7 @@ def test_full_set_reaccumulation_equals_pycocotools(baseline_eval):
 W8A8_TIE_BOUND = 5.1e-3
 
 
+@pytest.mark.slow
 def test_w8a8_resamples_are_within_the_documented_bound_of_pycocotools(w8a8_eval):
     """The one inexact case, same-score detections of one image and class, on a real int8 model."""
     from collections import Counter
@@ -129,6 +130,7 @@ def _degraded_run(baseline_eval, runs: Path) -> Path:
     return runs / "degraded"
 
 
+@pytest.mark.slow
 def test_degraded_detections_give_a_ci_below_zero_and_fail_max_drop(baseline_eval, tmp_path: Path):
     degraded = _degraded_run(baseline_eval, tmp_path / "runs")
     baseline_metrics = str(baseline_eval.metrics_path)
@@ -190,6 +192,7 @@ def ci_gate(doc: dict) -> int:
     return 1 if any(row["metrics"][metric]["delta_pt"] < -limit for row in doc["rows"]) else 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["pass", "fail", "no-ci"])
 def test_max_drop_in_points_agrees_with_delta_pt_and_the_exit_code(case, baseline_eval, w8a16_eval, tmp_path: Path):
     """w8a16 gains 0.76 pt (pass); shifted boxes lose many points (fail); without a CI the rule is the same."""

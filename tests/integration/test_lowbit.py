@@ -37,7 +37,10 @@ def w4a16(baseline_onnx: Path, coco_root: Path):
 
 @pytest.fixture(scope="session")
 def w4a8(baseline_onnx: Path, coco_root: Path):
-    return _quantize("w4a8", baseline_onnx, coco_root, calib_images=6, keep_8bit=("model.[0-2]",))
+    # 16 GPTQ images, not 6: on 6 the block-sequential GPTQ's w4a8 drew a model whose int8 activations
+    # matched PyTorch's fake-quant on 85.9% of detections (parity needs 90%); on 16, and at the
+    # default 128 (benchmarks and the README's pipeline sweep), parity passes.
+    return _quantize("w4a8", baseline_onnx, coco_root, calib_images=16, keep_8bit=("model.[0-2]",))
 
 
 def _census_bits(path: Path) -> dict[str, int | None]:
@@ -149,6 +152,33 @@ def test_tensorrt_layout_quantizes_conv_inputs_only(baseline_onnx: Path, coco_ro
     # Without quantized conv outputs ORT cannot fuse int8 convs: the layout is for TensorRT, not ORT CPU.
     assert result.activations.int8_convs_fused < 10
     assert result.onnx.path.name == "yolov10n-w8a8-qcdq-ptq.onnx"
+
+
+@pytest.mark.slow
+def test_openvino_layout_writes_an_ir_that_openvino_runs_as_int8(baseline_onnx: Path, coco_root: Path, tmp_path: Path):
+    """--layout openvino: the gated ONNX and its OpenVINO IR, both gated by the int8 convs OpenVINO
+    compiles (one per quantized layer), and the IR scores like the ONNX on OpenVINO."""
+    from yqt.evaluate import evaluate
+    from yqt.records import EvalConfig, Runtime
+    from yqt.runs import Run, sha256_file
+
+    run = Run.open(tmp_path / "runs", "ov")
+    result = _quantize("w8a8", baseline_onnx, coco_root, run, calib_images=4, layout="openvino", parity_max_images=4)
+    assert result.passed, result.failures
+    ir, weights = result.openvino_ir, result.openvino_ir_bin
+    assert ir.path == run.onnx_dir / "yolov10n-w8a8-qcdq-ptq.xml" and weights.path == ir.path.with_suffix(".bin")
+    assert sha256_file(ir.path) == ir.sha256 and sha256_file(weights.path) == weights.sha256
+    [check] = result.gate_ir.checks
+    quantized = sum(d.quantized for d in result.layers)
+    assert check.name == "openvino_int8_kernels" and check.passed and f"runs {quantized} of" in check.detail
+    kinds = {a["kind"] for a in run.latest_step("quantize-w8a8")["artifacts"]}
+    assert {"openvino-ir", "openvino-ir-bin"} <= kinds
+
+    def score(path: Path) -> float:
+        cfg = EvalConfig(onnx=path, coco_root=coco_root, max_images=8, runtime=Runtime.OPENVINO)
+        return evaluate(cfg, run).metrics.mAP_50_95
+
+    assert score(ir.path) == pytest.approx(score(result.onnx.path), abs=0.003)
 
 
 def test_eval_refuses_to_score_calibration_images(w8a8, coco_root: Path, tmp_path: Path):

@@ -136,6 +136,7 @@ def test_eval_json_output_is_one_document(baseline_onnx: Path, coco_root: Path, 
     assert (tmp_path / "runs" / "json-check" / "yolov10n-baseline-fp32-coco" / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_too_many_images_uses_all_and_warns(baseline_onnx: Path, coco_root: Path, tmp_path: Path):
     ids = tmp_path / "ids.txt"
     ids.write_text("139\n802\n")

@@ -201,6 +201,8 @@ def test_a_changed_file_is_caught_and_its_step_rerun(tmp_path: Path):
         (("--max-images", "0"), ("--max-images must be at least 1",)),
         (("--max-images", "5", "--image-ids-list", "ids.txt"), ("both given",)),
         (("--target-bits", "4.5"), ("4-bit modes only",)),
+        (("--modes", "w4a16", "--target-bits", "4.5,abc"), ("takes numbers separated by commas",)),
+        (("--modes", "w4a16", "--target-bits", "5,5.0"), ("--target-bits names 5 twice",)),
         (("--weights", "missing.pt"), ("weights not found",)),
     ],
 )
@@ -223,3 +225,29 @@ def test_the_pipeline_benches_its_models_and_compare_and_report_show_those_laten
     assert all(r["latency_median_ms"] == medians[r["onnx_sha256"]] for r in rows)
     assert "yqt bench" in doc["compare"]["latency_note"] and "side by side" in doc["compare"]["latency_note"]
     assert "yqt bench" in (runs / "full" / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_target_bits_sweep_ranks_once_makes_a_model_per_target_and_draws_the_curve(coco_root: Path, tmp_path: Path):
+    """Two targets of w4a16 (GPTQ on 8 images, scored on 12): one sensitivity step whose ranking both
+    quantize steps read, two models side by side in one run, and the accuracy-size curve in the report."""
+    runs = tmp_path / "runs"
+    result = _pipeline(runs, "sweep", "--modes", "w4a16", "--target-bits", "4.5,6", "--coco-root", str(coco_root),
+                       "--max-images", "12", "--calib-images", "8", "--bootstrap", "0")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    statuses = _statuses(doc)
+    assert list(statuses)[:4] == ["export", "sensitivity-w4", "quantize-w4a16-4.5bit", "quantize-w4a16-6bit"]
+    assert set(statuses.values()) == {"done"}, statuses
+    assert doc["config"]["target_bits"] == [4.5, 6.0]
+    made = {t: json.loads((runs / "sweep" / "quantize" / f"yolov10n-w4a16-{t}bit-qcdq-ptq.json").read_text())
+            for t in ("4.5", "6")}  # fmt: skip
+    sweep = runs / "sweep" / "sensitivity" / "yolov10n-w4.json"
+    assert {Path(m["config"]["sensitivity"]) for m in made.values()} == {sweep}
+    assert made["4.5"]["mean_weight_bits"] <= 4.5 < made["6"]["mean_weight_bits"] <= 6.0
+    assert made["4.5"]["onnx"]["sha256"] != made["6"]["onnx"]["sha256"]
+    rows = {r["name"]: r for r in doc["compare"]["rows"]}
+    assert {"yolov10n-w4a16-4.5bit-qcdq-ptq", "yolov10n-w4a16-6bit-qcdq-ptq"} <= set(rows)
+    report = runs / "sweep" / "report"
+    assert (report / "map_vs_bits.png").read_bytes().startswith(b"\x89PNG")
+    assert 'id="plot-map_vs_bits"' in (report / "index.html").read_text()  # embedded, by its id

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.integration
 IMAGES = 8
 
 
+@pytest.mark.slow
 def test_verify_top_scores_a_raw_head_model_as_eval_does(coco_root: Path):
     """The same trained network with either head: the float mAP the check starts from is a real one for
     both (the NMS head scored as ``[N,6]`` rows was near 0), and close between the heads."""

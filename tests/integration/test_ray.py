@@ -59,6 +59,7 @@ def _same_eval(serial, sharded) -> None:
     assert Path(sharded.detections_path).read_bytes() == Path(serial.detections_path).read_bytes()
 
 
+@pytest.mark.slow
 def test_eval_on_ray_equals_serial(cluster, baseline_onnx: Path, coco_root: Path, tmp_path: Path):
     serial = _eval(baseline_onnx, coco_root, tmp_path, "serial")
     sharded = _eval(baseline_onnx, coco_root, tmp_path, "ray", cluster)
@@ -68,6 +69,7 @@ def test_eval_on_ray_equals_serial(cluster, baseline_onnx: Path, coco_root: Path
     assert step["summary"]["ray_shards"] == 2 and step["summary"]["ray_nodes"]
 
 
+@pytest.mark.slow
 def test_a_node_that_sees_another_model_is_one_line(cluster, baseline_onnx: Path, coco_root: Path, tmp_path: Path):
     """The worker checks the model's bytes against the driver's hash before it runs it."""
     from yqt.errors import YqtError

@@ -30,6 +30,7 @@ def openvino_eval(baseline_onnx: Path, coco_root: Path):
     return evaluate(cfg, Run.containing(baseline_onnx))
 
 
+@pytest.mark.slow
 def test_openvino_eval_of_the_float_file_matches_ort(openvino_eval, baseline_eval):
     import openvino
 
@@ -52,6 +53,7 @@ def test_openvino_eval_of_the_float_file_matches_ort(openvino_eval, baseline_eva
     assert ort_doc["runtime"]["runtime"] == "ort" and ort_doc["runtime"]["kernels"]["convs"] == 83
 
 
+@pytest.mark.slow
 def test_smoke_on_openvino_records_the_runtime_in_the_run(baseline_onnx: Path, tmp_path: Path):
     openvino_or_skip()
     result = run_yqt("smoke", str(baseline_onnx), "--runtime", "openvino", "--threads", "2", "-n", "2", "--json",
@@ -65,6 +67,7 @@ def test_smoke_on_openvino_records_the_runtime_in_the_run(baseline_onnx: Path, t
     assert json.loads(saved.read_text())["runtime"]["device"] == "CPU"
 
 
+@pytest.mark.slow
 def test_openvino_runs_an_ir_that_ort_refuses(baseline_onnx: Path, tmp_path: Path):
     openvino_or_skip()
     import openvino as ov

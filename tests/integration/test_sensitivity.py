@@ -264,7 +264,7 @@ def test_target_bits_measures_the_ranking_itself_and_saves_it(session_runs: Path
     result = quantize(cfg, Run.open(session_runs, "sens-measured"))
     assert result.passed, result.failures
     mixed = result.mixed_precision
-    assert mixed.sensitivity == session_runs / "sens-measured" / "sensitivity" / "yolov10n-w4a16-qcdq-ptq.json"
+    assert mixed.sensitivity == session_runs / "sens-measured" / "sensitivity" / "yolov10n-w4a16-5bit-qcdq-ptq.json"
     assert sha256_file(mixed.sensitivity) == mixed.sensitivity_sha256  # the file the choice was made from
     saved = json.loads(mixed.sensitivity.read_text())
     assert saved["schema"] == "yqt/sensitivity/2" and len(saved["images"]["images"]) == 2

@@ -38,6 +38,7 @@ def float_on_yolo(baseline_onnx: Path, yolo_yaml: Path, tmp_path_factory: pytest
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_eval_on_a_yolo_dataset_matches_the_reference(float_on_yolo: dict, yolo_yaml: Path):
     """0.4531 ± 0.002 from an independent pycocotools scoring of the same labels (measured 0.4529),
     with the dataset, its labels and the ground truth scored all recorded."""
@@ -72,6 +73,7 @@ def test_eval_on_a_yolo_dataset_is_within_0_01_of_yolo_val(
     assert abs(ours - float(val.box.map)) <= 0.01, (ours, val.box.map)
 
 
+@pytest.mark.slow
 def test_the_same_classes_in_another_order_score_exactly_the_same(
     float_on_yolo: dict, baseline_onnx: Path, yolo_yaml: Path, tmp_path: Path
 ):
@@ -87,6 +89,7 @@ def test_the_same_classes_in_another_order_score_exactly_the_same(
     assert list(result.image_ids) == float_on_yolo["image_ids"]
 
 
+@pytest.mark.slow
 def test_skip_bad_labels_scores_the_rest_and_reports_them(baseline_onnx: Path, yolo_yaml: Path, tmp_path: Path):
     data = linked_copy(yolo_yaml, tmp_path / "broken")
     labels = sorted((data.parent / "labels" / "val2017").glob("*.txt"))

@@ -64,7 +64,6 @@ def test_a_quantize_fingerprint_follows_the_package_versions_and_torch_threads(
     assert all(fingerprints()[m] != first[m] for m in cfg.modes)
 
 
-
 def test_the_calibration_digest_reads_the_first_n_images_by_name(tmp_path: Path):
     from yqt.quant.calibrate import folder_images
 
@@ -91,6 +90,40 @@ def test_data_availability_says_what_to_pass(tmp_path: Path):
 
 def test_step_count_covers_every_model():
     assert step_count(PipelineConfig(modes=("w8a16", "w8a8"))) == 1 + 2 + 3 * 2 + 3  # + bench, compare, report
+
+
+def test_a_target_bits_sweep_makes_one_model_per_target_of_each_4bit_mode_after_one_ranking():
+    from yqt.pipeline import parse_targets, sweeps_sensitivity, variants
+
+    cfg = PipelineConfig(modes=("w8a16", "w4a16", "w4a8"), target_bits=parse_targets("4.25, 4.5,5"))
+    assert cfg.target_bits == (4.25, 4.5, 5.0)
+    assert [v.label for v in variants(cfg)] == [
+        "w8a16", "w4a16-4.25bit", "w4a16-4.5bit", "w4a16-5bit", "w4a8-4.25bit", "w4a8-4.5bit", "w4a8-5bit",
+    ]  # fmt: skip
+    assert sweeps_sensitivity(cfg) and not sweeps_sensitivity(PipelineConfig(modes=("w4a16",)))
+    # export, the sweep, 7 quantizes, smoke and eval of 8 models, bench, compare, report
+    assert step_count(cfg) == 1 + 1 + 7 + 2 * 8 + 3
+    assert [v.label for v in variants(PipelineConfig(modes=("w4a16",)))] == ["w4a16"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("4.5,x", "--target-bits takes numbers separated by commas, got '4.5,x'"), (",", "takes numbers")],
+)
+def test_target_bits_that_are_not_numbers_are_refused(text: str, message: str):
+    from yqt.pipeline import parse_targets
+
+    with pytest.raises(YqtError, match=message):
+        parse_targets(text)
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [((4.5, 4.5), "--target-bits names 4.5 twice"), ((4.5, 9.0), "--target-bits must be between 4 and 8, got 9")],
+)
+def test_a_sweep_with_a_repeated_or_impossible_target_is_refused(targets: tuple, message: str):
+    with pytest.raises(YqtError, match=message):
+        validate_pipeline_config(PipelineConfig(modes=("w4a16",), target_bits=targets))
 
 
 def test_validation_makes_paths_absolute_and_names_modes_canonically(tmp_path: Path, monkeypatch):

@@ -48,3 +48,17 @@ def test_cells_of_a_failed_row_and_a_compared_row():
                     size_bytes=2_690_000, size_ratio=3.51, mAP_50_95=0.48, verdict="PASS")  # fmt: skip
     text = cells(row)
     assert text["delta"] == "−0.50 [−1.25, +0.30]" and text["size"] == "2.69 MB" and text["smaller"] == "3.51×"
+
+
+def test_the_bits_curve_is_drawn_for_a_sweep_only():
+    from yqt.report.plots import bits_curve
+
+    def row(name: str, mode: str, bits: float, value: float, baseline: bool = False) -> ReportRow:
+        return ReportRow(name=name, mode=mode, status="ok", is_baseline=baseline, mean_weight_bits=bits,
+                         mAP_50_95=value)  # fmt: skip
+
+    base = row("yolov10n", "baseline fp32", 32.0, 0.45, baseline=True)
+    single = [base, row("a", "w4a16", 4.5, 0.42), row("b", "w8a16", 8.0, 0.45)]
+    assert bits_curve(single) is None  # one model per mode: no curve to draw
+    png = bits_curve([*single, row("c", "w4a16", 5.0, 0.44)])
+    assert png is not None and png.startswith(b"\x89PNG")

@@ -16,9 +16,21 @@ sees inputs that came through the already-quantized layers before it, exactly as
 one-pass-per-layer order, and the layers of one wave share one replay of that block only. The
 quantized block then runs once more to produce the next blocks' inputs.
 
-The solve itself is Brevitas' ``GPTQ.single_layer_update`` (damping 1% of the mean diagonal,
-``num_blocks=100``, ``act_order`` off by default), fed a Hessian accumulated in float64, image by
-image in a fixed order, so that two runs give the same bytes.
+The images go through the blocks in chunks of ``CHUNK_IMAGES`` (Brevitas re-quantizes a layer's
+weights on every call, and batch 1 pays that per image). Each image's ``x x^T`` is a float32 product
+(half the time of a float64 one, and the Hessian's largest cost; a 1x1 conv's input is used as it
+is, not unfolded) added to a float64 sum in image order. The solve is the math of Brevitas'
+``GPTQ.single_layer_update`` (damping 1% of the mean diagonal, ``act_order`` off by default), in
+float64 and one thread. Two runs on the same thread count give the same bytes.
+
+The arithmetic is not ``gptq_mode``'s, so the integers are not the loop's: with its running float32
+average, its float32 solve and one image per forward, the block-sequential order gives every integer
+of the loop (on the whole yolov10n, 16 images; ``tests/integration/test_gptq.py`` on a stack), but
+batched convs round differently in oneDNN and the fast path keeps them. GPTQ's column-by-column error
+feedback spreads any last-bit change, so each arithmetic is one draw of the same method (README,
+"GPTQ"). The thread count reaches the integers through oneDNN's convolutions only: with them off,
+1 and 2 threads give the same integers, at 1.18x the GPTQ time (benchmarks/gptq_speed.py
+``--onednn-cost``), so they stay on.
 
 :func:`brevitas_gptq_loop` is the previous method (one pass over the calibration set per layer,
 through the whole prefix of the network). It is kept for the benchmark and the equivalence test only.
@@ -31,7 +43,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +55,7 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]  # (what, layers solved, layers in all)
 GRAM_STEP = 256  # rows per slab of the Hessian's upper triangle (a fixed order: no thread-count dependence here)
+CHUNK_IMAGES = 8  # images per forward: Brevitas re-quantizes every weight on each call, and batch 1 pays it per image
 
 
 @dataclass(frozen=True)
@@ -141,20 +154,37 @@ def _waves(block: Block, first_input: Any, names: dict[str, Any]) -> list[list[s
     return [[n for n in names if wave[n] == w] for w in range(max(wave.values()) + 1)]
 
 
-def _columns(layer: Any, x: Any) -> Any:
-    """A layer's input as the columns its weights multiply: [groups, in/groups * kernel, positions].
-
-    The layout of Brevitas' ``GPxQ.process_input`` (unfold, then split by group), by ``F.unfold``."""
+def _image_columns(layer: Any, x: Any) -> Iterator[Any]:
+    """A layer's input, image by image, as the columns its weights multiply: [groups, in/groups *
+    kernel, positions]. The layout of Brevitas' ``GPxQ.process_input`` (unfold, then split by group);
+    a 1x1 stride-1 conv's input is already that layout, so it is only viewed, not unfolded."""
     import torch.nn as nn
     import torch.nn.functional as F
 
     if isinstance(layer, nn.Linear):
-        return x.reshape(-1, x.shape[-1]).t().unsqueeze(0)
+        yield x.reshape(-1, x.shape[-1]).t().unsqueeze(0)
+        return
     if layer.padding_mode != "zeros" or isinstance(layer.padding, str) or x.dim() != 4:
         raise NotImplementedError(f"GPTQ: {type(layer).__name__} with padding {layer.padding!r}/{layer.padding_mode}")
-    cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation, padding=layer.padding, stride=layer.stride)
-    n, _, positions = cols.shape
-    return cols.view(n, layer.groups, -1, positions).permute(1, 2, 0, 3).reshape(layer.groups, -1, n * positions)
+    pointwise = tuple(layer.kernel_size) == (1, 1) and tuple(layer.stride) == (1, 1) and tuple(layer.padding) == (0, 0)
+    for image in x.split(1):
+        if pointwise:
+            cols = image.reshape(1, image.shape[1], -1)
+        else:
+            cols = F.unfold(image, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
+        yield cols.view(layer.groups, -1, cols.shape[-1])
+
+
+def _input_gram(layer: Any, x: Any) -> tuple[Any, int]:
+    """``sum(x x^T)`` over the images of a batch (float32 products, summed in float64 in image order),
+    and the number of columns summed."""
+    import torch
+
+    total, count = None, 0
+    for cols in _image_columns(layer, x):
+        gram = _gram(cols).to(torch.float64)
+        total, count = (gram if total is None else total + gram), count + cols.shape[-1]
+    return total, count
 
 
 class _Hessians:
@@ -175,17 +205,18 @@ class _Hessians:
 
         def hook(module: Any, inputs: tuple[Any, ...]) -> None:
             t = time.perf_counter()
-            x = _columns(module, inputs[0])
-            n = x.shape[-1]
-            if self.brevitas_float32:  # gptq_mode's running float32 average, for the equivalence test
-                h = self.sums.get(name, torch.zeros(x.shape[0], x.shape[1], x.shape[1]))
-                h *= self.count[name] / (self.count[name] + n)
-                x = math.sqrt(2 / (self.count[name] + n)) * x
-                self.sums[name] = h + x.bmm(x.transpose(2, 1))
+            if self.brevitas_float32:  # gptq_mode's running float32 average, image by image
+                for x in _image_columns(module, inputs[0]):
+                    n = x.shape[-1]
+                    h = self.sums.get(name, torch.zeros(x.shape[0], x.shape[1], x.shape[1]))
+                    h *= self.count[name] / (self.count[name] + n)
+                    x = math.sqrt(2 / (self.count[name] + n)) * x
+                    self.sums[name] = h + x.bmm(x.transpose(2, 1))
+                    self.count[name] += n
             else:
-                x = x.to(torch.float64)
-                self.sums[name] = self.sums[name] + _gram(x) if name in self.sums else _gram(x)
-            self.count[name] += n
+                gram, n = _input_gram(module, inputs[0])
+                self.sums[name] = self.sums[name] + gram if name in self.sums else gram
+                self.count[name] += n
             self.seen.add(name)
             self.seconds += time.perf_counter() - t
             if len(self.seen) == len(self.layers):
@@ -224,6 +255,22 @@ def _frozen_grid(layer: Any) -> tuple[Any, int, int]:
     qw = layer.quant_weight()
     lo, hi = weight_range(int(qw.bit_width))
     return qw.scale.detach().reshape(-1).to(torch.float64), lo, hi
+
+
+def brevitas_update(layer: Any, hessian: Any, act_order: bool = False) -> bool:
+    """``gptq_mode``'s own solve: Brevitas' float32 ``GPTQ.single_layer_update`` (100 column blocks)
+    from the given Hessian. For ``loop_arithmetic`` only."""
+    import torch
+
+    with captured_output("import brevitas"):
+        from brevitas.graph.gptq import GPTQ
+
+    if hessian is None:
+        return False
+    solver = GPTQ(layer, "layer", act_order, 1, False, 100, "cpu", torch.float32)
+    solver.H = hessian.to(torch.float32)
+    solver.single_layer_update()
+    return True
 
 
 def gptq_update(layer: Any, hessian: Any, act_order: bool = False, percdamp: float = 0.01) -> bool:
@@ -285,22 +332,38 @@ def gptq_update(layer: Any, hessian: Any, act_order: bool = False, percdamp: flo
     return True
 
 
+def _chunks(batches: Sequence[Any], size: int) -> list[Any]:
+    """The images concatenated into batches of ``size`` (the last one smaller), in order."""
+    import torch
+
+    return [torch.cat(list(batches[i : i + size])) for i in range(0, len(batches), size)]
+
+
+def _first_image(x: Any) -> Any:
+    return [t[:1] for t in x] if isinstance(x, list) else x[:1]
+
+
 def gptq_blockwise(
     module: Any,
     batches: Sequence[Any],
     act_order: bool = False,
     progress: ProgressFn | None = None,
     cache_budget: int = DEFAULT_CACHE_BUDGET,
-    _brevitas_float32: bool = False,
+    chunk_images: int = CHUNK_IMAGES,
+    loop_arithmetic: bool = False,
 ) -> GptqStats:
     """Block-sequential GPTQ, in place, on every layer whose weight quantizer is on (see the module
     docstring). The caller switches off the ones it must not solve.
 
-    ``_brevitas_float32`` accumulates the Hessians as ``gptq_mode`` does (a running float32 average),
-    for the test that shows the two give the same integers; float64 sums are the default."""
+    ``loop_arithmetic`` does the sums as ``gptq_mode`` does them (the Hessians as a running float32
+    average, Brevitas' own float32 solve, one image per forward), for the test and the benchmark that
+    show the block order gives the loop's integers. Not a user option: it is slower."""
     import torch
 
     t0 = time.perf_counter()
+    images = len(batches)
+    batches = _chunks(batches, 1 if loop_arithmetic else chunk_images)
+    solve = brevitas_update if loop_arithmetic else gptq_update
     blocks = top_blocks(module)
     full = {id(m): n for n, m in module.named_modules()}
     per_block = [{full[id(m)]: m for m in b.module.modules() if _solvable(m)} for b in blocks]
@@ -315,9 +378,9 @@ def gptq_blockwise(
             warnings.simplefilter("ignore")
             for b, names in zip(blocks, per_block, strict=True):
                 if names:
-                    waves = _waves(b, next(iter(runner.inputs(b))), names)
+                    waves = _waves(b, _first_image(next(iter(runner.inputs(b)))), names)
                     for wave in waves:
-                        hessians = _Hessians({n: names[n] for n in wave}, _brevitas_float32)
+                        hessians = _Hessians({n: names[n] for n in wave}, loop_arithmetic)
                         try:
                             hessians.run(b, runner.inputs(b))
                         finally:
@@ -326,7 +389,7 @@ def gptq_blockwise(
                         hessian_s += hessians.seconds
                         for n in wave:
                             t = time.perf_counter()
-                            gptq_update(names[n], hessians.hessian(n), act_order)
+                            solve(names[n], hessians.hessian(n), act_order)
                             solve_s += time.perf_counter() - t
                             done += 1
                             if progress is not None:
@@ -338,7 +401,7 @@ def gptq_blockwise(
         store.close()
     stats = GptqStats(done, solved_blocks, passes, peak, spilled, time.perf_counter() - t0, hessian_s, solve_s)
     log.info("GPTQ solved %d layers in %d blocks on %d images (%d block passes, cache peak %.0f MiB, "
-             "spilled %.0f MiB)", done, solved_blocks, len(batches), passes, peak / 2**20, spilled / 2**20)  # fmt: skip
+             "spilled %.0f MiB)", done, solved_blocks, images, passes, peak / 2**20, spilled / 2**20)  # fmt: skip
     return stats
 
 

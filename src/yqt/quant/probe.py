@@ -280,4 +280,3 @@ def sweep_layers(
     finally:
         tap.close()
     return scores, timings
-

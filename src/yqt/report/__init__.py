@@ -102,6 +102,10 @@ def _model(data: RunData, rows: list[Any], cfg: ReportConfig) -> ReportModel:
         "models no other model beats on both size and accuracy.",
         plots.tradeoff_chart(rows, "size_bytes", "ONNX file size (MB)", "mAP50-95 vs file size",
                              pareto=True))  # fmt: skip
+    add("map_vs_bits.png", "Accuracy-size curve",
+        "mAP50-95 against the mean weight bits of each model, one line per mode: the models of a --target-bits "
+        "sweep. Dashed: the float baseline.",
+        plots.bits_curve(rows))  # fmt: skip
     from yqt.report.collect import latency_pick
 
     latency = latency_pick(data)
@@ -147,7 +151,7 @@ def _model(data: RunData, rows: list[Any], cfg: ReportConfig) -> ReportModel:
     docs = {e.name: e.doc for e in data.evals}
     prov = {}
     for r in rows:
-        q = data.quantize_docs.get(r.mode) if not r.is_baseline else None
+        q = data.quantize_docs.get(r.onnx_sha256 or "") if not r.is_baseline else None
         prov[r.name] = provenance(r, docs.get(r.name), q, lambda p: _rel(p, data.run_dir))
     return ReportModel(
         run_id=data.run_id, created=now_iso(), header=_header(data), rows=rows, plots=charts, notes=notes,

@@ -85,7 +85,7 @@ class RunData:
     failed: list[FailedStep]
     sensitivity_json: Path | None
     sensitivity_png: Path | None
-    quantize_docs: dict[str, dict[str, Any]] = field(default_factory=dict)  # mode → quantize result JSON
+    quantize_docs: dict[str, dict[str, Any]] = field(default_factory=dict)  # ONNX sha256 → quantize result JSON
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -330,7 +330,10 @@ def collect(cfg: ReportConfig) -> RunData:
         except (OSError, ValueError):
             continue
         if isinstance(doc, dict) and doc.get("mode"):
-            quantize_docs[str(doc["mode"])] = doc
+            for key in ("onnx", "onnx_opt"):  # a model is found by content: a sweep has one mode, many files
+                made = doc.get(key) or {}
+                if made.get("sha256"):
+                    quantize_docs[str(made["sha256"])] = doc
     return RunData(
         run_dir=run_dir, run_id=run_dir.name, manifest=manifest, evals=evals,
         compare=compare_result, compare_json=compare_json, compare_reused=reused,

@@ -175,6 +175,36 @@ def tradeoff_chart(rows: Sequence[ReportRow], x_of: str, xlabel: str, title: str
     return _png(fig)
 
 
+def bits_curve(rows: Sequence[ReportRow]) -> bytes | None:
+    """mAP50-95 against mean weight bits, a line through each mode's models in bits order; drawn only
+    for a sweep (a mode with two or more models), with the baseline as a dashed line."""
+    ok = [r for r in rows if r.status == "ok" and r.mAP_50_95 is not None and r.mean_weight_bits is not None]
+    by_mode: dict[str, list[ReportRow]] = {}
+    for r in ok:
+        if not r.is_baseline:
+            by_mode.setdefault(r.mode, []).append(r)
+    if not any(len(v) > 1 for v in by_mode.values()):
+        return None
+    plt = _plt()
+    names, cols = labels(rows), colours(rows)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for r in (r for r in ok if r.is_baseline):
+        ax.axhline(r.mAP_50_95, color="#888888", linestyle="--", linewidth=1.2, label=f"{names[r.name]} (float)")
+    for mode, members in by_mode.items():
+        members.sort(key=lambda r: r.mean_weight_bits)
+        xs, ys = [r.mean_weight_bits for r in members], [r.mAP_50_95 for r in members]
+        colour = cols[members[0].name]
+        ax.plot(xs, ys, marker="o", color=colour, linewidth=1.6, label=mode)
+        for r in members:
+            ax.annotate(f"{r.mean_weight_bits:.2f}", (r.mean_weight_bits, r.mAP_50_95), textcoords="offset points",
+                        xytext=(0, 7), ha="center", fontsize=8, color=colour)  # fmt: skip
+    ax.set_xlabel("mean weight bits (parameter-weighted)")
+    ax.set_ylabel("mAP50-95")
+    ax.set_title("Accuracy against weight bits", loc="left")
+    ax.legend(loc="lower right")
+    return _png(fig)
+
+
 def per_class_chart(
     rows: Sequence[ReportRow], curves: dict[str, dict[str, Any]], baseline: str, top: int = 10
 ) -> bytes | None:

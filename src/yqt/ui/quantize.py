@@ -184,5 +184,10 @@ def _quantize_result(result: QuantizeResult, view: View) -> Block:
             "also", f"{shown(result.onnx_opt.path)}: the same model simplified by {simplifier}, for tools that "
                     "want fewer nodes; gated like the main file, but parity and smoke ran on the main file only",
         ))  # fmt: skip
+    if result.openvino_ir is not None:
+        rows.append((
+            "OpenVINO", f"{shown(result.openvino_ir.path)} (+ .bin): the same model as an OpenVINO IR, gated by the "
+                        "int8 convs OpenVINO compiles from it",
+        ))  # fmt: skip
     headline = f"quantize {result.mode}: gate, parity and smoke passed; evaluate and deploy the ship file"
     return result_block(view, True, headline, rows)
