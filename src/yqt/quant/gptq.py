@@ -188,12 +188,13 @@ def _input_gram(layer: Any, x: Any) -> tuple[Any, int]:
 
 
 class _Hessians:
-    """Pre-hooks that accumulate each wave layer's ``sum(x x^T)`` in float64, image by image, and stop
-    the block once every layer of the wave has seen the current image."""
+    """Pre-hooks that accumulate each wave layer's ``sum(x x^T)`` image by image (float32 products in a
+    float64 sum, or ``gptq_mode``'s running float32 average with ``loop_arithmetic``), and stop the
+    block once every layer of the wave has seen the current chunk of images."""
 
-    def __init__(self, layers: dict[str, Any], brevitas_float32: bool = False) -> None:
+    def __init__(self, layers: dict[str, Any], loop_arithmetic: bool = False) -> None:
         self.layers = layers
-        self.brevitas_float32 = brevitas_float32
+        self.loop_arithmetic = loop_arithmetic
         self.sums: dict[str, Any] = {}
         self.count = dict.fromkeys(layers, 0)
         self.seen: set[str] = set()
@@ -205,7 +206,7 @@ class _Hessians:
 
         def hook(module: Any, inputs: tuple[Any, ...]) -> None:
             t = time.perf_counter()
-            if self.brevitas_float32:  # gptq_mode's running float32 average, image by image
+            if self.loop_arithmetic:  # gptq_mode's running float32 average, image by image
                 for x in _image_columns(module, inputs[0]):
                     n = x.shape[-1]
                     h = self.sums.get(name, torch.zeros(x.shape[0], x.shape[1], x.shape[1]))
@@ -231,7 +232,7 @@ class _Hessians:
 
         if name not in self.sums:
             return None
-        if self.brevitas_float32:
+        if self.loop_arithmetic:
             return self.sums.pop(name).to(torch.float64)
         return self.sums.pop(name) * (2.0 / self.count[name])
 
